@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.zsar-installed
+# No model hub anywhere in tests or the demo: fail fast instead of waiting on the network.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test lint report test-slurm clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[workflow,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --workflow-profile profiles/default
+	$(BIN)/snakemake --workflow-profile profiles/default --report results/report.html
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+test-slurm: $(STAMP)
+	timeout -s KILL 900 bash tests/slurm/run_slurm_demo.sh
+
+clean:
+	rm -rf results .snakemake

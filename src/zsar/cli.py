@@ -1,0 +1,38 @@
+"""The `zsar` command. Each subcommand lives in its stage's module and is imported lazily,
+so `zsar manifest` never pays for importing torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
+    "models": ("zsar.backbones", "list the model registry with family, source and preprocessing"),
+    "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zsar", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    # Only import the module of the command being run.
+    wanted = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            importlib.import_module(module).add_arguments(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

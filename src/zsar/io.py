@@ -1,0 +1,140 @@
+"""The I/O edge shared by every stage: atomic writes and the Parquet/JSON contracts.
+
+Every artifact is written to a temporary file beside its target and renamed into
+place, so a crash (even SIGKILL) never leaves a half-written output that a re-run
+would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Key under which zsar stores its provenance block in Parquet key-value metadata.
+PROVENANCE_KEY = b"zsar"
+
+FAILURE_SCHEMA = pa.schema(
+    [("video_id", pa.string()), ("stage", pa.string()), ("reason", pa.string())]
+)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _with_provenance(schema: pa.Schema, provenance: Mapping[str, Any] | None) -> pa.Schema:
+    if not provenance:
+        return schema
+    metadata = dict(schema.metadata or {})
+    metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True).encode()
+    return schema.with_metadata(metadata)
+
+
+def write_parquet(
+    table: pa.Table, path: str | os.PathLike, provenance: Mapping[str, Any] | None = None
+) -> None:
+    """Write `table` atomically, with zsar's provenance in the key-value metadata."""
+    table = table.replace_schema_metadata(_with_provenance(table.schema, provenance).metadata)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+class ParquetStreamWriter:
+    """Stream record batches into one Parquet file that appears only when complete.
+
+    Stages use this so that memory stays flat however large the dataset is: each
+    batch is flushed to disk as a row group and dropped.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        schema: pa.Schema,
+        provenance: Mapping[str, Any] | None = None,
+    ):
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self.schema = _with_provenance(schema, provenance)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+        self.rows = 0
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table.cast(self.schema))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        self._writer.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> ParquetStreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(PROVENANCE_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write JSON atomically, with sorted keys so that equal content gives equal bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def failures_table(records: list[dict[str, str]]) -> pa.Table:
+    """Failures as the `failures.parquet` contract: video_id, stage, reason."""
+    return pa.Table.from_pylist(records, schema=FAILURE_SCHEMA)
+
+
+def concat_parquet(paths: list[str | os.PathLike], schema: pa.Schema | None = None) -> pa.Table:
+    """Concatenate shard files in the given order (the order is part of determinism)."""
+    tables = [pq.read_table(p) for p in paths]
+    if not tables:
+        if schema is None:
+            raise ValueError("no shards to concatenate and no schema given")
+        return schema.empty_table()
+    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])

@@ -1,0 +1,217 @@
+"""The run plan: config resolved into what the workflow schedules, checked before any job.
+
+The Snakefile calls `resolve_run` once at parse time. Everything that can be wrong with
+a config (an unknown model, a missing data root, an annotation file in the wrong
+format) is raised here as a `ConfigError` that names the key or path, so a bad run
+stops before the first job instead of failing hours later on a GPU node.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zsar.registry import RegistryError, get_entry, load_registry
+
+# Variants of the ablation (DESIGN.md): which kinds of class text they use, and whether
+# the caption is fused in. A variant is data; scoring reads it from here.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {"kinds": ["name"], "caption": False},
+    "+descriptors": {"kinds": ["name", "attribute", "description"], "caption": False},
+    "+hierarchy": {"kinds": ["name", "hierarchy"], "caption": False},
+    "+caption": {"kinds": ["name"], "caption": True},
+    "full": {"kinds": ["name", "attribute", "description", "hierarchy"], "caption": True},
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key or path at fault."""
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    name: str
+    adapter: str
+    annotations: dict[int, str]  # split -> resolved annotation path
+    labels: dict[int, str | None]
+    video_root: str | None
+    format: str | None
+    splits: tuple[int, ...]
+
+    def as_params(self) -> dict[str, Any]:
+        """The fields that define the manifest (what its rule's params track)."""
+        return {
+            "adapter": self.adapter,
+            "annotations": {str(k): v for k, v in self.annotations.items()},
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "video_root": self.video_root,
+            "format": self.format,
+            "splits": list(self.splits),
+        }
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    datasets: dict[str, DatasetPlan]
+    backbones: tuple[str, ...]
+    captioner: str | None
+    llm: str
+    sampling: str
+    shards: int
+    variants: tuple[str, ...]
+    registry: dict[str, dict[str, Any]] = field(repr=False)
+
+    def shard_ids(self) -> list[str]:
+        return [shard_id(i, self.shards) for i in range(self.shards)]
+
+
+def shard_id(index: int, total: int) -> str:
+    """Shard names carry the total, so a change of N never reuses shards of another N."""
+    return f"{index:03d}-of-{total:03d}"
+
+
+def parse_shard_id(text: str) -> tuple[int, int]:
+    index, total = text.split("-of-")
+    return int(index), int(total)
+
+
+def sampling_name(frames_cfg: Mapping[str, Any]) -> str:
+    """The frames folder name: everything that changes the decoded frames, nothing else."""
+    return (
+        f"tsn{frames_cfg['num_frames']}_s{frames_cfg['short_side']}"
+        f"_q{frames_cfg['jpeg_quality']}"
+    )
+
+
+def _fill(template: str | None, data_root: str, split: int) -> str | None:
+    if template is None:
+        return None
+    return template.replace("{data_root}", data_root).replace("{split}", str(split))
+
+
+def load_dataset_specs(config_dir: str | os.PathLike, overrides: Mapping[str, Any]) -> dict:
+    """Dataset specs from config/datasets/*.yaml, overlaid by the config's own `dataset_specs`."""
+    specs: dict[str, Any] = {}
+    for path in sorted(Path(config_dir, "datasets").glob("*.yaml")):
+        specs.update((yaml.safe_load(path.read_text()) or {}).get("dataset_specs") or {})
+    specs.update(overrides or {})
+    return specs
+
+
+def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> DatasetPlan:
+    uses_root = any("{data_root}" in str(spec.get(k) or "") for k in ("annotations", "labels", "video_root"))
+    if uses_root and not Path(data_root).is_dir():
+        raise ConfigError(
+            f"data_root '{data_root}' does not exist (needed by dataset '{name}'); "
+            "set it with --config data_root=/path/to/benchmarks"
+        )
+    splits = tuple(int(s) for s in spec["splits"])
+    return DatasetPlan(
+        name=name,
+        adapter=spec["adapter"],
+        annotations={s: _fill(spec["annotations"], data_root, s) for s in splits},
+        labels={s: _fill(spec.get("labels"), data_root, s) for s in splits},
+        video_root=_fill(spec.get("video_root"), data_root, splits[0]),
+        format=spec.get("format"),
+        splits=splits,
+    )
+
+
+def _check_annotations(plan: DatasetPlan) -> None:
+    """Sniff every annotation file that already exists (generated ones are checked later)."""
+    from zsar import adapters
+
+    if plan.adapter not in adapters.ADAPTERS:
+        known = ", ".join(sorted(adapters.ADAPTERS))
+        raise ConfigError(
+            f"dataset_specs.{plan.name}.adapter: unknown adapter '{plan.adapter}'; known: {known}"
+        )
+    for split in plan.splits:
+        path = plan.annotations[split]
+        if not Path(path).exists():
+            continue
+        try:
+            adapters.check_annotations(
+                plan.adapter, path, labels=plan.labels[split], fmt=plan.format
+            )
+        except adapters.AnnotationError as err:
+            raise ConfigError(f"dataset_specs.{plan.name}.annotations: {err}") from err
+
+
+def _check_model(registry, section: str, name: str, key: str) -> None:
+    try:
+        get_entry(registry, section, name)
+    except RegistryError as err:
+        raise ConfigError(f"{key}: {err}") from err
+
+
+def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "config") -> RunPlan:
+    registry = load_registry(config["models"])
+    specs = load_dataset_specs(config_dir, config.get("dataset_specs") or {})
+    datasets = {}
+    for name in config["datasets"]:
+        if name not in specs:
+            raise ConfigError(
+                f"datasets: '{name}' has no spec; known: {', '.join(sorted(specs))} "
+                "(add it under dataset_specs or in config/datasets/)"
+            )
+        datasets[name] = resolve_dataset(name, specs[name], str(config["data_root"]))
+        _check_annotations(datasets[name])
+
+    for i, backbone in enumerate(config["backbones"]):
+        _check_model(registry, "backbones", backbone, f"backbones[{i}]")
+    captioner = config["captions"]["captioner"]
+    if captioner == "none":
+        captioner = None
+    else:
+        _check_model(registry, "captioners", captioner, "captions.captioner")
+    _check_model(registry, "llms", config["descriptors"]["llm"], "descriptors.llm")
+
+    variants = tuple(
+        v for v in config["scoring"]["variants"] if captioner or not VARIANTS[v]["caption"]
+    )
+    return RunPlan(
+        datasets=datasets,
+        backbones=tuple(config["backbones"]),
+        captioner=captioner,
+        llm=config["descriptors"]["llm"],
+        sampling=sampling_name(config["frames"]),
+        shards=int(config["shards"]),
+        variants=variants,
+        registry=registry,
+    )
+
+
+def lambdas(scoring_cfg: Mapping[str, Any]) -> list[float]:
+    value = scoring_cfg["lambda"]
+    return [float(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def variant_runs(variants: tuple[str, ...] | list[str], lambda_values: list[float]) -> list[str]:
+    """Names of the scored runs: a caption variant is scored once per λ of a sweep.
+
+    With a single λ the names are the plain variant names, so the common case reads
+    naturally (`full.json`); a sweep gives `full_lambda0.5.json` and so on.
+    """
+    runs = []
+    for variant in variants:
+        if VARIANTS[variant]["caption"] and len(lambda_values) > 1:
+            runs += [f"{variant}_lambda{lam:g}" for lam in lambda_values]
+        else:
+            runs.append(variant)
+    return runs
+
+
+def parse_variant_run(run: str, lambda_values: list[float]) -> tuple[str, float]:
+    """(variant, λ) of a run name made by `variant_runs`."""
+    if "_lambda" in run:
+        variant, lam = run.split("_lambda")
+        return variant, float(lam)
+    if run not in VARIANTS:
+        raise ConfigError(f"unknown variant '{run}'; known: {', '.join(VARIANTS)}")
+    return run, lambda_values[0]

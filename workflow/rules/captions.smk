@@ -1,0 +1,44 @@
+# Captions: a video LLM summarises each video from the frames shards (no second decode).
+
+
+rule caption_shard:
+    input:
+        frames=frames_shard,
+        prompts=f"config/prompts/{config['captions']['prompt_set']}.yaml",
+        model=lambda wildcards: model_ready("captioners", wildcards.captioner),
+    output:
+        captions="results/{dataset}/captions/{captioner}/{shard}.parquet",
+        failures="results/{dataset}/captions/{captioner}/{shard}.failures.parquet",
+    params:
+        captioner=lambda wildcards: registry_entry("captioners", wildcards.captioner),
+        prompt_set=config["captions"]["prompt_set"],
+        max_new_tokens=config["captions"]["max_new_tokens"],
+        resources=RESOURCES,
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    log:
+        "results/logs/{dataset}/captions/{captioner}/{shard}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/captions/{captioner}/{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/captions.py"
+
+
+rule gather_captions:
+    input:
+        expand(
+            "results/{{dataset}}/captions/{{captioner}}/{shard}.parquet",
+            shard=SHARDS,
+        ),
+    output:
+        "results/{dataset}/captions/{captioner}.parquet",
+    log:
+        "results/logs/{dataset}/captions/{captioner}.gather.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/gather.py"

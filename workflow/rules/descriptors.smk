@@ -1,0 +1,33 @@
+# Descriptors: attributes, descriptions and a hierarchy per class, written by an LLM.
+# Keyed by the class list, the LLM, the prompt set and the generation parameters only,
+# so a change of backbone never re-runs it.
+
+
+rule descriptors:
+    input:
+        classes="results/{dataset}/classes.parquet",
+        prompts=f"config/prompts/{config['descriptors']['prompt_set']}.yaml",
+        model=lambda wildcards: model_ready("llms", wildcards.llm),
+        curated=lambda wildcards: [registry_entry("llms", wildcards.llm)["path"]]
+        if registry_entry("llms", wildcards.llm).get("backend") == "file"
+        else [],
+    output:
+        "results/{dataset}/descriptors/{llm}.json",
+    params:
+        llm=lambda wildcards: registry_entry("llms", wildcards.llm),
+        prompt_set=config["descriptors"]["prompt_set"],
+        max_new_tokens=config["descriptors"]["max_new_tokens"],
+        repair_attempts=config["descriptors"]["repair_attempts"],
+        resources=RESOURCES,
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=120,
+    log:
+        "results/logs/{dataset}/descriptors/{llm}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/descriptors/{llm}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/descriptors.py"

@@ -1,0 +1,85 @@
+# Embeddings: video embeddings per frames shard, then the class and caption texts.
+
+
+rule embed_videos:
+    input:
+        frames=frames_shard,
+        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+    output:
+        "results/{dataset}/embeddings/{backbone}/videos/{shard}.parquet",
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        resources=RESOURCES,
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    log:
+        "results/logs/{dataset}/embed/{backbone}/{shard}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/embed/{backbone}/{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/embed_videos.py"
+
+
+rule gather_video_embeddings:
+    input:
+        expand(
+            "results/{{dataset}}/embeddings/{{backbone}}/videos/{shard}.parquet",
+            shard=SHARDS,
+        ),
+    output:
+        "results/{dataset}/embeddings/{backbone}/videos.parquet",
+    log:
+        "results/logs/{dataset}/embed/{backbone}/gather.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/gather.py"
+
+
+rule embed_class_texts:
+    input:
+        classes="results/{dataset}/classes.parquet",
+        descriptors="results/{dataset}/descriptors/{llm}.json",
+        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+    output:
+        "results/{dataset}/embeddings/{backbone}/classes-{llm}.parquet",
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        templates=config["descriptors"]["templates"],
+        resources=RESOURCES,
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=30,
+    log:
+        "results/logs/{dataset}/embed/{backbone}/classes-{llm}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/embed_class_texts.py"
+
+
+rule embed_captions:
+    input:
+        captions="results/{dataset}/captions/{captioner}.parquet",
+        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+    output:
+        "results/{dataset}/embeddings/{backbone}/captions-{captioner}.parquet",
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        resources=RESOURCES,
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=30,
+    log:
+        "results/logs/{dataset}/embed/{backbone}/captions-{captioner}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/embed_captions.py"

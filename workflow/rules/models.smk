@@ -1,0 +1,21 @@
+# Model weights: fetched (or, for tiny demo models, built) once into resources/models/.
+# A local rule, so on a cluster it runs on the login node, which has internet; the GPU
+# jobs then load from resources/ with HF_HUB_OFFLINE=1.
+
+
+localrules:
+    fetch_model,
+
+
+rule fetch_model:
+    output:
+        ready=f"{RESOURCES}/models/{{model}}/.zsar-ready",
+    params:
+        entry=lambda wildcards: any_registry_entry(wildcards.model),
+        resources=RESOURCES,
+    log:
+        "results/logs/fetch_model/{model}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/fetch_model.py"

@@ -1,0 +1,20 @@
+# Scores and metrics: cheap, and the only jobs a change of λ, weights or fusion re-runs.
+
+
+rule score:
+    input:
+        unpack(scoring_inputs),
+    output:
+        scores="results/{dataset}/scores/{backbone}/{run}.parquet",
+        metrics="results/{dataset}/metrics/{backbone}/{run}.json",
+    params:
+        scoring=scoring_params,
+        dataset="{dataset}",
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        run="{run}",
+    log:
+        "results/logs/{dataset}/score/{backbone}/{run}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/score.py"
