@@ -1,0 +1,9 @@
+"""Device choice: CUDA when present, the CPU otherwise. Nothing in zsar requires a GPU."""
+
+from __future__ import annotations
+
+
+def preferred_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

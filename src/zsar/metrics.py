@@ -1,0 +1,60 @@
+"""Accuracy metrics from a score matrix: top-1, top-5 and mean-class accuracy.
+
+Tie rule: classes are ranked by score, highest first, and equal scores are ranked by
+class id, lowest first (a stable sort). So a prediction tied between the true class
+and another class counts as correct exactly when the true class has the lower id.
+This is deterministic and needs no random tie-breaking; with float embeddings exact
+ties are rare, but they do occur (e.g. a failed caption fused as zeros, identical
+class prompts), and the rule must not depend on the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rank_classes(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the top-k classes per row, best first, ties broken by lower class id."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return order[:, :k]
+
+
+def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per row: whether the true label is among the top-k classes."""
+    return (rank_classes(scores, k) == labels[:, None]).any(axis=1)
+
+
+def mean_class_accuracy(correct: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 recall averaged over the classes that occur in `labels`."""
+    classes = np.unique(labels)
+    if classes.size == 0:
+        return float("nan")
+    return float(np.mean([correct[labels == c].mean() for c in classes]))
+
+
+def accuracy_metrics(
+    scores: np.ndarray, labels: np.ndarray, *, topk: int = 5, valid: np.ndarray | None = None
+) -> dict[str, float]:
+    """Top-1, top-k and mean-class accuracy, as fractions.
+
+    Rows where `valid` is False (videos that failed, under the count_as_wrong policy)
+    are counted as misclassified, in every metric, whatever their score row holds.
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return {"top1": float("nan"), f"top{topk}": float("nan"), "mean_class": float("nan")}
+    valid = np.ones(len(labels), bool) if valid is None else np.asarray(valid, bool)
+    top1 = topk_correct(scores, labels, 1) & valid
+    hits = topk_correct(scores, labels, topk) & valid
+    return {
+        "top1": float(top1.mean()),
+        f"top{topk}": float(hits.mean()),
+        "mean_class": mean_class_accuracy(top1, labels),
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and population std over splits (std is 0 for a single split)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=0)) if arr.size > 1 else 0.0

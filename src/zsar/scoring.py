@@ -1,0 +1,350 @@
+"""Class vectors and fusion: the method's scoring, as pure functions on arrays.
+
+The reference formula (DESIGN.md):
+- video  v = normalize(mean over frames of E_img(frame))          (done by zsar.embed)
+- caption t = normalize(E_txt(caption))
+- class  c_k = normalize(sum over kinds of w_kind * mean over that kind's texts of E_txt(text))
+- fusion, embedding level: v' = normalize((1-λ)v + λt), s_k = cos(v', c_k)
+         score level:      s_k = (1-λ)cos(v, c_k) + λcos(t, c_k)
+A kind with weight 0, or a class with no text of a kind, simply contributes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+KINDS = ("name", "attribute", "description", "hierarchy")
+
+
+def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """L2-normalise along `axis`; an all-zero vector stays zero instead of becoming NaN."""
+    norm = np.linalg.norm(x, axis=axis, keepdims=True)
+    return x / np.where(norm == 0, 1.0, norm)
+
+
+def build_class_vectors(
+    vectors: np.ndarray,
+    owners: np.ndarray,
+    kinds: np.ndarray,
+    num_classes: int,
+    weights: Mapping[str, float],
+) -> np.ndarray:
+    """c_k for every class from its text embeddings.
+
+    vectors [N, D] are the text embeddings, owners [N] the class index of each text,
+    kinds [N] its kind. Kinds absent from `weights` or weighted 0 are dropped.
+    """
+    dim = vectors.shape[1]
+    out = np.zeros((num_classes, dim), dtype=np.float64)
+    for kind, weight in weights.items():
+        if weight == 0:
+            continue
+        mask = kinds == kind
+        if not mask.any():
+            continue
+        sums = np.zeros((num_classes, dim), dtype=np.float64)
+        np.add.at(sums, owners[mask], vectors[mask].astype(np.float64))
+        counts = np.bincount(owners[mask], minlength=num_classes)[:, None]
+        out += weight * np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    return normalize(out)
+
+
+def fuse_embeddings(
+    videos: np.ndarray, classes: np.ndarray, captions: np.ndarray, lam: float
+) -> np.ndarray:
+    """Embedding-level fusion: s = cos(normalize((1-λ)v + λt), c)."""
+    fused = normalize((1.0 - lam) * videos + lam * captions)
+    return fused @ classes.T
+
+
+def fuse_scores(
+    videos: np.ndarray, classes: np.ndarray, captions: np.ndarray, lam: float
+) -> np.ndarray:
+    """Score-level fusion: s = (1-λ)cos(v, c) + λcos(t, c)."""
+    return (1.0 - lam) * (videos @ classes.T) + lam * (captions @ classes.T)
+
+
+FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]] = {
+    "embedding": fuse_embeddings,
+    "score": fuse_scores,
+}
+
+
+def score_videos(
+    videos: np.ndarray,
+    classes: np.ndarray,
+    *,
+    captions: np.ndarray | None = None,
+    has_caption: np.ndarray | None = None,
+    fusion: str = "embedding",
+    lam: float = 0.0,
+) -> np.ndarray:
+    """Scores [V, C] of videos against class vectors, with the caption fused in if given.
+
+    A video without a caption (its caption failed) is scored on its visual embedding
+    alone, i.e. with λ = 0 for that video, rather than dropped.
+    """
+    videos = videos.astype(np.float64)
+    classes = classes.astype(np.float64)
+    if captions is None or lam == 0:
+        return videos @ classes.T
+    captions = captions.astype(np.float64)
+    fused = FUSIONS[fusion](videos, classes, captions, lam)
+    if has_caption is not None and not has_caption.all():
+        fused[~has_caption] = videos[~has_caption] @ classes.T
+    return fused
+
+
+# ---------------------------------------------------------------------------
+# I/O edge: the score rule's inputs (Parquet/JSON contracts) -> scores Parquet + metrics JSON.
+# ---------------------------------------------------------------------------
+
+SCORES_SCHEMA_FIELDS = [
+    ("split", "int32"),
+    ("video_id", "string"),
+    ("true_class", "int32"),
+    ("predicted_class", "int32"),
+    ("predicted_name", "string"),
+    ("topk_classes", "list<int32>"),
+    ("topk_scores", "list<float32>"),
+    ("correct", "bool"),
+    ("status", "string"),
+]
+
+
+def _scores_schema():
+    import pyarrow as pa
+
+    types = {
+        "int32": pa.int32(),
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "list<int32>": pa.list_(pa.int32()),
+        "list<float32>": pa.list_(pa.float32()),
+    }
+    return pa.schema([(name, types[t]) for name, t in SCORES_SCHEMA_FIELDS])
+
+
+def _vectors_by_key(table, key: str) -> dict[str, np.ndarray]:
+    return dict(
+        zip(
+            table.column(key).to_pylist(),
+            np.asarray(table.column("vector").to_pylist(), dtype=np.float32),
+            strict=True,
+        )
+    )
+
+
+def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[str, float]):
+    """Class vectors for one split's class list (in class-id order)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    owners_all = class_texts.column("owner").to_pylist()
+    keep = [i for i, owner in enumerate(owners_all) if owner in index]
+    table = class_texts.take(keep)
+    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    owners = np.asarray([index[o] for o in table.column("owner").to_pylist()], dtype=np.int64)
+    kinds = np.asarray(table.column("kind").to_pylist())
+    return build_class_vectors(vectors, owners, kinds, len(class_names), weights)
+
+
+def variant_weights(kinds: list[str], weights: Mapping[str, float]) -> dict[str, float]:
+    """The configured weights restricted to the kinds a variant uses."""
+    return {kind: float(weights[kind]) for kind in kinds}
+
+
+def _video_status(row_exists: bool, has_embedding: bool) -> str:
+    if has_embedding:
+        return "evaluated"
+    return "failed" if row_exists else "missing"
+
+
+def score_split(
+    split_rows: list[dict],
+    class_names: list[str],
+    videos: dict[str, np.ndarray],
+    class_vectors: np.ndarray,
+    captions: dict[str, np.ndarray] | None,
+    *,
+    fusion: str,
+    lam: float,
+    topk: int,
+    failure_policy: str,
+) -> tuple[list[dict], dict[str, Any]]:
+    """Score one split's videos; returns the score rows and the split's metrics."""
+    from zsar.metrics import accuracy_metrics, rank_classes
+
+    status = [_video_status(r["exists"], r["video_id"] in videos) for r in split_rows]
+    evaluated = [r for r, s in zip(split_rows, status, strict=True) if s == "evaluated"]
+    dim = class_vectors.shape[1]
+    v = np.asarray([videos[r["video_id"]] for r in evaluated], dtype=np.float64).reshape(-1, dim)
+    t = has_caption = None
+    if captions is not None:
+        has_caption = np.asarray([r["video_id"] in captions for r in evaluated], dtype=bool)
+        zero = np.zeros(dim, dtype=np.float32)
+        t = np.asarray(
+            [captions.get(r["video_id"], zero) for r in evaluated], dtype=np.float64
+        ).reshape(-1, dim)
+    scores = score_videos(
+        v, class_vectors, captions=t, has_caption=has_caption, fusion=fusion, lam=lam
+    )
+    labels = np.asarray([r["class_id"] for r in evaluated], dtype=np.int64)
+    valid = np.ones(len(evaluated), bool)
+    if failure_policy == "count_as_wrong":
+        lost = [r for r, s in zip(split_rows, status, strict=True) if s != "evaluated"]
+        scores = np.vstack([scores, np.zeros((len(lost), len(class_names)))])
+        labels = np.concatenate([labels, [r["class_id"] for r in lost]]).astype(np.int64)
+        valid = np.concatenate([valid, np.zeros(len(lost), bool)])
+    metrics = accuracy_metrics(scores, labels, topk=topk, valid=valid)
+    counts = {
+        "videos": len(split_rows),
+        "evaluated": len(evaluated),
+        "failed": status.count("failed"),
+        "missing": status.count("missing"),
+        "excluded": 0 if failure_policy == "count_as_wrong" else len(split_rows) - len(evaluated),
+        "counted_as_wrong": len(split_rows) - len(evaluated)
+        if failure_policy == "count_as_wrong"
+        else 0,
+    }
+    if has_caption is not None:
+        counts["without_caption"] = int((~has_caption).sum())
+
+    ranked = (
+        rank_classes(scores[: len(evaluated)], topk) if len(evaluated) else np.zeros((0, 0), int)
+    )
+    rows = []
+    for i, r in enumerate(evaluated):
+        top = ranked[i]
+        rows.append(
+            {
+                "split": r["split"],
+                "video_id": r["video_id"],
+                "true_class": r["class_id"],
+                "predicted_class": int(top[0]),
+                "predicted_name": class_names[int(top[0])],
+                "topk_classes": [int(c) for c in top],
+                "topk_scores": [float(scores[i, c]) for c in top],
+                "correct": bool(top[0] == r["class_id"]),
+                "status": "evaluated",
+            }
+        )
+    for r, s in zip(split_rows, status, strict=True):
+        if s != "evaluated":
+            rows.append(
+                {
+                    "split": r["split"],
+                    "video_id": r["video_id"],
+                    "true_class": r["class_id"],
+                    "predicted_class": -1,
+                    "predicted_name": "",
+                    "topk_classes": [],
+                    "topk_scores": [],
+                    "correct": False,
+                    "status": s,
+                }
+            )
+    return rows, {**metrics, "counts": counts}
+
+
+def summarise_splits(per_split: dict[int, dict[str, Any]], topk: int) -> dict[str, Any]:
+    """Mean ± std over splits of each accuracy, and summed counts."""
+    from zsar.metrics import mean_std
+
+    keys = ["top1", f"top{topk}", "mean_class"]
+    summary: dict[str, Any] = {"mean": {}, "std": {}}
+    for key in keys:
+        mean, std = mean_std([per_split[s][key] for s in sorted(per_split)])
+        summary["mean"][key], summary["std"][key] = mean, std
+    counts: dict[str, int] = {}
+    for split in sorted(per_split):
+        for name, value in per_split[split]["counts"].items():
+            counts[name] = counts.get(name, 0) + value
+    summary["counts"] = counts
+    return summary
+
+
+def run_scoring_stage(
+    inputs: Mapping[str, str],
+    params: Mapping[str, Any],
+    scores_path: str,
+    metrics_path: str,
+    *,
+    dataset: str,
+    backbone: Mapping[str, Any],
+    run: str,
+) -> dict[str, Any]:
+    """Score every split of a dataset for one backbone and variant run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from zsar.io import read_json, write_json, write_parquet
+    from zsar.plan import VARIANTS
+    from zsar.provenance import provenance
+
+    variant = VARIANTS[params["variant"]]
+    manifest = pq.read_table(inputs["manifest"]).to_pylist()
+    classes = pq.read_table(inputs["classes"]).to_pylist()
+    videos = _vectors_by_key(pq.read_table(inputs["videos"]), "video_id")
+    class_texts = pq.read_table(inputs["class_texts"])
+    captions = None
+    if variant["caption"]:
+        captions = _vectors_by_key(pq.read_table(inputs["captions"]), "owner")
+    weights = variant_weights(variant["kinds"], params["weights"])
+    descriptors = read_json(inputs["descriptors"])
+
+    all_rows: list[dict] = []
+    per_split: dict[int, dict[str, Any]] = {}
+    for split in sorted({c["split"] for c in classes}):
+        names = [
+            c["name"]
+            for c in sorted(
+                (c for c in classes if c["split"] == split), key=lambda c: c["class_id"]
+            )
+        ]
+        class_vectors = split_class_vectors(class_texts, names, weights)
+        split_rows = sorted(
+            (r for r in manifest if r["split"] == split), key=lambda r: r["video_id"]
+        )
+        rows, metrics = score_split(
+            split_rows,
+            names,
+            videos,
+            class_vectors,
+            captions,
+            fusion=params["fusion"],
+            lam=params["lambda"] if variant["caption"] else 0.0,
+            topk=params["topk"],
+            failure_policy=params["failure_policy"],
+        )
+        all_rows += rows
+        per_split[split] = metrics
+
+    fallbacks = sum(1 for c in descriptors.get("classes", {}).values() if c.get("fallback"))
+    record = {
+        "dataset": dataset,
+        "backbone": backbone["name"],
+        "run": run,
+        "variant": params["variant"],
+        "fusion": params["fusion"],
+        "lambda": params["lambda"] if variant["caption"] else None,
+        "weights": weights,
+        "failure_policy": params["failure_policy"],
+        "splits": {str(s): m for s, m in per_split.items()},
+        **summarise_splits(per_split, params["topk"]),
+        "descriptor_fallbacks": fallbacks,
+        "provenance": provenance(
+            {"params": dict(params), "backbone": dict(backbone)},
+            model=backbone["name"],
+            seed=params.get("seed", 0),
+            extra={
+                "llm": descriptors.get("llm"),
+                "prompt_version": descriptors.get("prompt_version"),
+            },
+        ),
+    }
+    table = pa.Table.from_pylist(all_rows, schema=_scores_schema())
+    write_parquet(table, scores_path, record["provenance"])
+    write_json(record, metrics_path)
+    return record

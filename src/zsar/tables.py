@@ -1,0 +1,171 @@
+"""Benchmark tables, built only from the per-run metrics JSONs (never edited by hand).
+
+One record per (dataset, backbone, run) becomes one row; the column order and the row
+order are fixed, so the same records always give byte-identical tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from zsar.plan import VARIANTS
+from zsar.provenance import config_hash
+
+COLUMNS = (
+    "dataset",
+    "backbone",
+    "variant",
+    "lambda",
+    "fusion",
+    "splits",
+    "top1",
+    "top5",
+    "mean_class",
+    "evaluated",
+    "excluded",
+    "descriptor_fallbacks",
+)
+METRICS = ("top1", "top5", "mean_class")
+VARIANT_ORDER = {name: i for i, name in enumerate(VARIANTS)}
+
+
+def row_key(record: Mapping[str, Any]) -> tuple:
+    lam = record.get("lambda")
+    return (
+        record["dataset"],
+        record["backbone"],
+        VARIANT_ORDER.get(record["variant"], len(VARIANT_ORDER)),
+        -1.0 if lam is None else lam,
+        record["run"],
+    )
+
+
+def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten metrics records into rows with numeric mean/std columns, in a stable order."""
+    rows = []
+    for rec in sorted(records, key=row_key):
+        row = {
+            "dataset": rec["dataset"],
+            "backbone": rec["backbone"],
+            "variant": rec["variant"],
+            "lambda": rec.get("lambda"),
+            "fusion": rec["fusion"] if rec.get("lambda") is not None else "",
+            "splits": len(rec["splits"]),
+            "evaluated": rec["counts"]["evaluated"],
+            "excluded": rec["counts"].get("excluded", 0) + rec["counts"].get("counted_as_wrong", 0),
+            "descriptor_fallbacks": rec.get("descriptor_fallbacks", 0),
+        }
+        for metric in METRICS:
+            row[f"{metric}_mean"] = rec["mean"].get(metric, math.nan)
+            row[f"{metric}_std"] = rec["std"].get(metric, math.nan)
+        rows.append(row)
+    return rows
+
+
+def format_pct(mean: float, std: float, splits: int) -> str:
+    """Percent with one decimal; ± std only where there are several splits."""
+    if math.isnan(mean):
+        return "n/a"
+    text = f"{100 * mean:.1f}"
+    return f"{text} ± {100 * std:.1f}" if splits > 1 else text
+
+
+def _display(row: Mapping[str, Any], column: str) -> str:
+    if column in METRICS:
+        return format_pct(row[f"{column}_mean"], row[f"{column}_std"], row["splits"])
+    value = row[column]
+    if column == "lambda":
+        return "" if value is None else f"{value:g}"
+    return str(value)
+
+
+def provenance_footnote(records: Iterable[Mapping[str, Any]]) -> str:
+    records = list(records)
+    commits = sorted({r["provenance"].get("git_commit", "unknown") for r in records})
+    models = sorted({r["provenance"].get("model", r["backbone"]) for r in records})
+    llms = sorted({str(r["provenance"].get("llm")) for r in records})
+    combined = config_hash(sorted(r["provenance"].get("config_hash", "") for r in records))
+    return (
+        f"zsar {records[0]['provenance'].get('zsar_version', '?') if records else '?'}; "
+        f"commit {', '.join(c[:12] for c in commits)}; config hash {combined}; "
+        f"backbones {', '.join(models)}; descriptor LLM {', '.join(llms)}. "
+        "Accuracies in %, mean ± std over splits where a benchmark has several."
+    )
+
+
+def to_markdown(rows: list[dict[str, Any]], footnote: str) -> str:
+    header = "| " + " | ".join(COLUMNS) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    body = ["| " + " | ".join(_display(r, c) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(["# zsar results", "", header, rule, *body, "", f"[^1]: {footnote}", ""])
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    fields = [c for c in COLUMNS if c not in METRICS]
+    fields[fields.index("splits") + 1 : fields.index("splits") + 1] = [
+        f"{m}_{s}" for m in METRICS for s in ("mean", "std")
+    ]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: (f"{v:.6f}" if isinstance(v, float) else ("" if v is None else v))
+                for k, v in row.items()
+            }
+        )
+    return out.getvalue()
+
+
+def _latex_escape(text: str) -> str:
+    for char, repl in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ):
+        text = text.replace(char, repl)
+    return text
+
+
+def to_latex(rows: list[dict[str, Any]], footnote: str) -> str:
+    columns = ("dataset", "backbone", "variant", "lambda", "top1", "top5", "mean_class")
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{lll" + "r" * (len(columns) - 3) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(c) for c in columns) + r" \\",
+        r"\midrule",
+    ]
+    for row in rows:
+        cells = [_latex_escape(_display(row, c)).replace("±", r"$\pm$") for c in columns]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{Zero-shot action recognition. " + _latex_escape(footnote) + "}",
+        r"\end{table}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_tables_stage(metrics_paths: list[str], *, md: str, csv: str, tex: str) -> None:
+    from zsar.io import read_json, write_text
+
+    records = [read_json(p) for p in metrics_paths]
+    rows = table_rows(records)
+    footnote = provenance_footnote(records)
+    write_text(to_markdown(rows, footnote), md)
+    write_text(to_csv(rows), csv)
+    write_text(to_latex(rows, footnote), tex)

@@ -1,0 +1,20 @@
+"""Rule embed_captions: captions -> text embeddings with the backbone's text encoder."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+
+from zsar.backbones import load_backbone
+from zsar.devices import preferred_device
+from zsar.embed import run_caption_text_stage
+from zsar.provenance import provenance
+
+entry = snakemake.params.backbone
+run_caption_text_stage(
+    snakemake.input.captions,
+    snakemake.output[0],
+    load_backbone(entry, snakemake.params.resources, preferred_device()),
+    provenance({"backbone": entry}, model=entry["name"]),
+)

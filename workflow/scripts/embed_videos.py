@@ -1,0 +1,22 @@
+"""Rule embed_videos: one frames shard -> video embeddings with one backbone."""
+
+import logging
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+
+from zsar.backbones import load_backbone
+from zsar.devices import preferred_device
+from zsar.embed import run_video_embedding_stage
+from zsar.provenance import provenance
+
+entry = snakemake.params.backbone
+backbone = load_backbone(entry, snakemake.params.resources, preferred_device())
+run_video_embedding_stage(
+    snakemake.input.frames,
+    snakemake.output[0],
+    backbone,
+    workers=max(snakemake.threads - 1, 0),
+    provenance=provenance({"backbone": entry}, model=entry["name"]),
+)
