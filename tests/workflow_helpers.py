@@ -1,0 +1,38 @@
+"""Helpers for tests that run the Snakemake workflow in a scratch copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARK_LISTS = REPO.parent / "shared" / "benchmark-lists"
+WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "profiles", "envs")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy what the workflow needs (not results/ or resources/) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir` with the venv's interpreter; output captured as text."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
