@@ -1,0 +1,316 @@
+"""Manifest stage: annotation files -> manifest.parquet (videos) and classes.parquet.
+
+The core turns an adapter's parsed split into rows; the edge reads files, checks which
+videos exist on disk and writes the two tables atomically with provenance. A video that is
+missing on disk is not an error: it is kept with exists=False, counted in the summary and
+later recorded as a failure (stage "manifest") by `gather_failures`, so one lost file never
+stops a benchmark run.
+
+Also here: `gather_failures`, which joins the missing videos with every stage's failures
+into `failures.parquet`, because the manifest is what defines "missing".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from zsar import adapters
+from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet
+from zsar.provenance import provenance
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("class_id", pa.int32()),
+        ("split", pa.int32()),
+        ("exists", pa.bool_()),
+    ]
+)
+CLASSES_SCHEMA = pa.schema(
+    [
+        ("split", pa.int32()),
+        ("class_id", pa.int32()),
+        ("name", pa.string()),
+        ("display_name", pa.string()),
+    ]
+)
+# How many missing videos are named in the log; the table has them all.
+MISSING_SHOWN = 10
+
+
+# ---------------------------------------------------------------------------------------
+# Pure core
+
+
+def video_path(video_root: str | None, video_id: str) -> str:
+    """Where a video should be on disk; without a root it cannot be anywhere."""
+    return os.path.join(video_root, video_id) if video_root else video_id
+
+
+def manifest_rows(
+    split: int,
+    parsed: adapters.SplitAnnotations,
+    video_root: str | None,
+    exists: Callable[[str], bool],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "video_id": video.video_id,
+            "path": video_path(video_root, video.video_id),
+            "label": video.label,
+            "class_id": video.class_id,
+            "split": split,
+            "exists": bool(video_root) and exists(video_path(video_root, video.video_id)),
+        }
+        for video in parsed.videos
+    ]
+
+
+def class_rows(
+    split: int, classes: list[str], display_name: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    return [
+        {"split": split, "class_id": i, "name": name, "display_name": display_name(name)}
+        for i, name in enumerate(classes)
+    ]
+
+
+def manifest_table(rows: list[dict[str, Any]]) -> pa.Table:
+    # Sorted so that equal annotations give byte-identical manifests, whatever the file order.
+    rows = sorted(rows, key=lambda r: (r["split"], r["video_id"]))
+    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+
+
+def classes_table(rows: list[dict[str, Any]]) -> pa.Table:
+    rows = sorted(rows, key=lambda r: (r["split"], r["class_id"]))
+    return pa.Table.from_pylist(rows, schema=CLASSES_SCHEMA)
+
+
+def summary_line(manifest: pa.Table, classes: pa.Table) -> str:
+    missing = manifest.filter(pc.invert(manifest["exists"])).num_rows
+    return f"videos={manifest.num_rows} classes={classes.num_rows} missing={missing}"
+
+
+def missing_videos(manifest: pa.Table) -> list[str]:
+    """Paths of the rows whose video is not on disk, in manifest order."""
+    return manifest.filter(pc.invert(manifest["exists"]))["path"].to_pylist()
+
+
+def gather_failures(manifest: pa.Table, stage_failures: list[pa.Table]) -> pa.Table:
+    """Missing videos (stage "manifest") plus every stage's failures.
+
+    One row per (video_id, stage): a video missing in several splits, or failing in two
+    shards, is one failure. Sorted by video_id, then stage (then reason, so that which
+    duplicate survives does not depend on shard order).
+    """
+    missing = manifest.filter(pc.invert(manifest["exists"]))
+    records = [
+        {"video_id": vid, "stage": "manifest", "reason": f"missing on disk: {path}"}
+        for vid, path in zip(
+            missing["video_id"].to_pylist(), missing["path"].to_pylist(), strict=True
+        )
+    ]
+    for table in stage_failures:
+        records += table.select(FAILURE_SCHEMA.names).to_pylist()
+    records.sort(key=lambda r: (r["video_id"], r["stage"], r["reason"] or ""))
+    unique: dict[tuple[str, str], dict[str, str]] = {}
+    for record in records:
+        unique.setdefault((record["video_id"], record["stage"]), record)
+    return failures_table(list(unique.values()))
+
+
+# ---------------------------------------------------------------------------------------
+# Reading annotations
+
+
+def _build(
+    adapter: str,
+    annotations: Mapping[int, str],
+    labels: Mapping[int, str | None],
+    video_root: str | None,
+    fmt: str | None = None,
+) -> tuple[pa.Table, pa.Table, dict[int, str]]:
+    spec = adapters.get_adapter(adapter)
+    video_rows, class_list_rows, formats = [], [], {}
+    for split in sorted(annotations):
+        path = annotations[split]
+        parsed = adapters.read_split(adapter, path, labels.get(split), split, fmt)
+        root = video_root or spec.default_video_root(Path(path))
+        video_rows += manifest_rows(split, parsed, root, os.path.isfile)
+        class_list_rows += class_rows(split, parsed.classes, spec.display_name)
+        formats[split] = parsed.format
+    return manifest_table(video_rows), classes_table(class_list_rows), formats
+
+
+def build_manifest(
+    adapter: str,
+    annotations: Mapping[int, str],
+    labels: Mapping[int, str | None],
+    video_root: str | None,
+    fmt: str | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """(manifest, classes) of every split in `annotations` (split -> annotation path).
+
+    `exists` is checked on disk at video_root/video_id; with no video_root every video
+    counts as missing (except for the folder adapter, whose folder holds the videos).
+    """
+    manifest, classes, _ = _build(adapter, annotations, labels, video_root, fmt)
+    return manifest, classes
+
+
+# ---------------------------------------------------------------------------------------
+# I/O edge
+
+
+def default_classes_path(out: str | os.PathLike) -> Path:
+    """manifest.parquet -> manifest.classes.parquet, beside it."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.classes.parquet")
+
+
+def report_missing(manifest: pa.Table, video_root: str | None, log: TextIO) -> None:
+    missing = missing_videos(manifest)
+    if not missing:
+        return
+    why = "" if video_root else " (no video root given)"
+    print(f"missing on disk: {len(missing)} of {manifest.num_rows} videos{why}", file=log)
+    for path in missing[:MISSING_SHOWN]:
+        print(f"  missing: {path}", file=log)
+    if len(missing) > MISSING_SHOWN:
+        print(f"  ... and {len(missing) - MISSING_SHOWN} more (exists=False in the manifest)",
+              file=log)
+
+
+def write_manifest(
+    adapter: str,
+    annotations: Mapping[int, str],
+    labels: Mapping[int, str | None],
+    video_root: str | None,
+    fmt: str | None,
+    manifest_out: str | os.PathLike,
+    classes_out: str | os.PathLike,
+    log: TextIO | None = None,
+) -> str:
+    """Build and write both tables; return the summary line."""
+    log = log or sys.stderr  # looked up per call: the workflow and pytest swap sys.stderr
+    manifest, classes, formats = _build(adapter, annotations, labels, video_root, fmt)
+    spec = {
+        "adapter": adapter,
+        "annotations": {str(k): str(v) for k, v in annotations.items()},
+        "labels": {str(k): (str(v) if v else None) for k, v in labels.items()},
+        "video_root": video_root,
+        "format": fmt,
+    }
+    block = provenance(
+        spec, extra={"stage": "manifest", "formats": {str(k): v for k, v in formats.items()}}
+    )
+    write_parquet(manifest, manifest_out, provenance=block)
+    write_parquet(classes, classes_out, provenance=block)
+    report_missing(manifest, video_root, log)
+    return summary_line(manifest, classes)
+
+
+def run_manifest_stage(
+    spec: Mapping[str, Any], manifest_out: str, classes_out: str, log: TextIO | None = None
+) -> str:
+    """The workflow's entry: `spec` is DatasetPlan.as_params() (splits keyed as strings)."""
+    log = log or sys.stderr
+    splits = [int(s) for s in spec["splits"]]
+    annotations = {s: spec["annotations"][str(s)] for s in splits}
+    labels = {s: (spec.get("labels") or {}).get(str(s)) for s in splits}
+    summary = write_manifest(
+        spec["adapter"], annotations, labels, spec.get("video_root"), spec.get("format"),
+        manifest_out, classes_out, log,
+    )
+    print(summary, file=log)
+    return summary
+
+
+def run_failures_stage(
+    manifest_path: str, failure_paths: list[str], out: str, log: TextIO | None = None
+) -> None:
+    log = log or sys.stderr
+    manifest = pq.read_table(manifest_path, columns=["video_id", "path", "exists"])
+    # Stage failure files are read in sorted order; the result is sorted anyway.
+    stage_failures = [concat_parquet(sorted(failure_paths), schema=FAILURE_SCHEMA)]
+    failures = gather_failures(manifest, stage_failures)
+    write_parquet(failures, out, provenance=provenance(extra={"stage": "failures"}))
+    by_stage = pc.value_counts(failures["stage"]).to_pylist() if failures.num_rows else []
+    counts = " ".join(f"{c['values']}={c['counts']}" for c in by_stage)
+    print(f"failures={failures.num_rows} {counts}".strip(), file=log)
+
+
+# ---------------------------------------------------------------------------------------
+# `zsar manifest`
+
+
+def _adapter_help() -> str:
+    lines = []
+    for name, spec in adapters.ADAPTERS.items():
+        formats = "; ".join(f"{f}: {fmt.description}" for f, fmt in spec.formats.items())
+        lines.append(f"{name} ({formats})")
+    return ". ".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Read a benchmark's annotation files and write the manifest Parquet at --out and its "
+        "class list beside it as <stem>.classes.parquet (e.g. manifest.parquet -> "
+        "manifest.classes.parquet; override with --classes-out). Prints one summary line: "
+        "videos=N classes=K missing=M. Videos missing on disk are kept with exists=False and "
+        "the first few are listed on stderr."
+    )
+    parser.add_argument(
+        "--dataset", required=True, choices=sorted(adapters.ADAPTERS), metavar="NAME",
+        help="the adapter: " + _adapter_help(),
+    )
+    parser.add_argument(
+        "--annotations", required=True, metavar="PATH",
+        help="annotation file (or folder, for hmdb51 official and folder)",
+    )
+    parser.add_argument(
+        "--labels", metavar="PATH",
+        help="class list: `id,name` CSV, classInd.txt, one name per line, or SSv2 labels.json",
+    )
+    parser.add_argument(
+        "--video-root", metavar="DIR",
+        help="folder the video paths are relative to; without it every video counts as missing",
+    )
+    parser.add_argument(
+        "--split", type=int, default=1, metavar="K",
+        help="split number recorded in the manifest (and which HMDB51 official files to read)",
+    )
+    parser.add_argument(
+        "--format", dest="fmt", metavar="F",
+        help="force a format of the adapter (default: detected from the file's content)",
+    )
+    parser.add_argument("--out", required=True, metavar="FILE", help="manifest Parquet to write")
+    parser.add_argument(
+        "--classes-out", metavar="FILE",
+        help="classes Parquet (default: <out stem>.classes.parquet beside --out)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    classes_out = args.classes_out or default_classes_path(args.out)
+    try:
+        summary = write_manifest(
+            args.dataset, {args.split: args.annotations}, {args.split: args.labels},
+            args.video_root, args.fmt, args.out, classes_out,
+        )
+    except adapters.AnnotationError as err:
+        print(f"zsar manifest: error: {err}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
