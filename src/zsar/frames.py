@@ -1,0 +1,550 @@
+"""Frames: sample N frames per video once, resize them, and store them as JPEG shards.
+
+Every backbone and every captioner reads these shards, so videos are decoded once per
+dataset and sampling setting, however many models are evaluated.
+
+Sampling rule (TSN-style, "centre of each segment")
+----------------------------------------------------
+A video of L decodable frames is cut into N equal segments and the centre frame of each
+segment is taken:
+
+    index_i = floor((i + 0.5) * L / N)      for i = 0 .. N-1
+
+(computed in exact integer arithmetic as ((2i + 1) * L) // (2N)). Consequences:
+
+- N = 1 gives the centre frame, floor(L / 2).
+- The indices never decrease and always lie in [0, L-1].
+- A video with fewer frames than N (L < N) still gives N indices: segments are shorter
+  than one frame, so consecutive segments share a frame and indices repeat, e.g. L=3,
+  N=8 gives [0, 0, 0, 1, 1, 2, 2, 2]. Every video therefore yields exactly N frames and
+  every frame of a short video is used.
+- A video with no frames (L = 0) cannot be sampled: the video is recorded as a failure.
+
+L is decord's frame count. If decoding the sampled indices fails (corrupt data, or a
+container that promises more frames than it holds), the frames that actually decode are
+counted by reading the video from its start, L becomes that count, and the indices are
+sampled again once; `num_source_frames` records the L that was used.
+
+Decoding runs in a pool of worker processes. Frames are resized in the worker (aspect
+ratio kept, short side = `short_side`, PIL bilinear), so only small arrays cross the
+process boundary. Any error becomes a readable reason, and a worker that crashes or hangs
+costs only the video it was decoding.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import logging
+import multiprocessing
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SAMPLING_RULE = "tsn-centre: floor((i + 0.5) * L / N), i = 0..N-1"
+
+FRAMES_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame_indices", pa.list_(pa.int32())),
+        ("jpeg", pa.list_(pa.binary())),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("num_source_frames", pa.int32()),
+    ]
+)
+
+# Videos per Parquet row group: small enough to keep memory flat, large enough to read fast.
+ROW_GROUP_VIDEOS = 64
+# A decoder that takes longer than this on one video is assumed stuck and is killed.
+DEFAULT_TIMEOUT_S = 600.0
+
+# Raw decoder messages that have a plainer name.
+KNOWN_ERRORS: dict[str, str] = {
+    "cannot find video stream": "no video stream",
+    "No such file or directory": "file not found",
+}
+# How decord reports a file it cannot open; the cause follows the comma.
+_OPEN_ERROR = re.compile(r"ERROR opening: <file>, (.+)")
+
+
+# ---------------------------------------------------------------- pure core
+
+
+def sample_frame_indices(num_source_frames: int, num_segments: int) -> list[int]:
+    """TSN centre-of-segment indices; see the module docstring for the rule and edge cases."""
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be at least 1, got {num_segments}")
+    if num_source_frames < 1:
+        raise ValueError(f"cannot sample frames from a video of {num_source_frames} frames")
+    # Integer arithmetic: no float rounding can push an index across a frame boundary.
+    return [((2 * i + 1) * num_source_frames) // (2 * num_segments) for i in range(num_segments)]
+
+
+def videos_for_shard(manifest: pa.Table, index: int, total: int) -> list[tuple[str, str]]:
+    """(video_id, path) of shard `index` of `total`: sorted unique existing ids, dealt round-robin.
+
+    A video that belongs to several splits appears once, so it is decoded once.
+    """
+    if not 0 <= index < total:
+        raise ValueError(f"shard index {index} out of range for {total} shards")
+    ids = manifest.column("video_id").to_pylist()
+    paths = manifest.column("path").to_pylist()
+    exists = manifest.column("exists").to_pylist()
+    unique = {vid: path for vid, path, ok in zip(ids, paths, exists, strict=True) if ok}
+    ordered = sorted(unique)
+    return [(vid, unique[vid]) for vid in ordered[index::total]]
+
+
+def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the short side = `short_side` and the aspect ratio kept."""
+    scale = short_side / min(height, width)
+    if height <= width:
+        return short_side, max(1, round(width * scale))
+    return max(1, round(height * scale)), short_side
+
+
+def clean_decoder_message(text: str, path: str | None = None) -> str:
+    """A decoder message without the parts that change from run to run.
+
+    decord prefixes messages with a wall-clock time and a source location, and ffmpeg
+    with an object address; leaving them in would make failures.parquet differ between
+    identical runs.
+    """
+    text = text.split("Stack trace", 1)[0]
+    text = re.sub(r"\[\d{2}:\d{2}:\d{2}\]\s*", "", text)
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+:\s*", "", text)
+    text = re.sub(r" @ 0x[0-9a-fA-F]+", "", text)
+    if path:
+        text = text.replace(str(path), "<file>")
+    return " ".join(text.split())
+
+
+def describe_error(exc: BaseException, decoder_log: str, path: str) -> str:
+    """One readable line for a failed decode: what failed, then ffmpeg's last words."""
+    message = clean_decoder_message(str(exc), path) or type(exc).__name__
+    lines = [clean_decoder_message(line, path) for line in decoder_log.splitlines()]
+    lines = [line for line in dict.fromkeys(lines) if line]  # unique, in order
+    opening = [m.group(1) for m in map(_OPEN_ERROR.search, lines) if m]
+    if opening:
+        # decord's exception only says "Error reading <file>"; the log says why.
+        message = f"cannot open: {opening[-1]}"
+        lines = [line for line in lines if not _OPEN_ERROR.search(line)]
+    detail = "; ".join(lines[-2:])
+    combined = f"{message} ({detail})" if detail else message
+    for pattern, plain in KNOWN_ERRORS.items():
+        if pattern in combined:
+            return plain
+    return combined[:300]
+
+
+# ---------------------------------------------------------------- one video (runs in a worker)
+
+
+@dataclass
+class DecodedVideo:
+    """One video's sampled frames, or the reason it could not be decoded.
+
+    `frames` are HxWx3 uint8 RGB arrays, already resized; `jpeg` holds the same frames
+    JPEG-encoded when the caller asked for it (the frames stage does, so the encoding
+    also runs in the workers). `error` is None exactly when decoding succeeded.
+    """
+
+    video_id: str
+    frames: list[np.ndarray] | None
+    frame_indices: list[int]
+    num_source_frames: int
+    error: str | None = None
+    jpeg: list[bytes] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def failed(video_id: str, reason: str, num_source_frames: int = 0) -> DecodedVideo:
+    return DecodedVideo(video_id, None, [], num_source_frames, error=reason)
+
+
+@contextlib.contextmanager
+def _captured_fd2() -> Iterator[Callable[[], str]]:
+    """Capture what C libraries (decord, ffmpeg) print on file descriptor 2.
+
+    Their messages carry the actual cause ("moov atom not found") that decord's Python
+    exception leaves out, and without capture they would flood the job log.
+    """
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: _read_sink(sink)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_sink(sink) -> str:
+    sink.flush()
+    sink.seek(0)
+    return sink.read().decode(errors="replace")
+
+
+def _count_decodable_frames(path: str) -> int:
+    """Frames that decode when the video is read from its start, stopping at the first error."""
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)
+    count = 0
+    while True:
+        try:
+            reader.next()
+        except StopIteration:
+            return count
+        except Exception:  # the first undecodable frame ends the readable prefix
+            return count
+        count += 1
+
+
+def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int]:
+    """Sampled frames as one uint8 array [N,H,W,3], their indices, and the frame count used."""
+    import decord
+
+    reader = decord.VideoReader(path, num_threads=1)  # the pool is the parallelism
+    length = len(reader)
+    if length < 1:
+        raise ValueError("0 frames")
+    indices = sample_frame_indices(length, num_frames)
+    try:
+        return reader.get_batch(indices).asnumpy(), indices, length
+    except Exception as first_error:
+        # The container's frame count is a promise, not a fact: fall back to the frames
+        # that really decode, and sample those.
+        del reader
+        length = _count_decodable_frames(path)
+        if length < 1:
+            raise first_error from None
+        indices = sample_frame_indices(length, num_frames)
+        reader = decord.VideoReader(path, num_threads=1)
+        return reader.get_batch(indices).asnumpy(), indices, length
+
+
+def _resize(frames: np.ndarray, short_side: int) -> list[np.ndarray]:
+    from PIL import Image
+
+    height, width = frames.shape[1:3]
+    size = resized_size(height, width, short_side)
+    if size == (height, width):
+        return [np.ascontiguousarray(f) for f in frames]
+    return [
+        np.asarray(Image.fromarray(f).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        for f in frames
+    ]
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decode_video(
+    video_id: str,
+    path: str,
+    num_frames: int,
+    short_side: int,
+    jpeg_quality: int | None = None,
+) -> DecodedVideo:
+    """Decode, sample and resize one video; never raises for a bad video."""
+    file = Path(path)
+    if not file.is_file():
+        return failed(video_id, "file not found")
+    if file.stat().st_size == 0:
+        return failed(video_id, "empty file (0 bytes)")
+    with _captured_fd2() as decoder_log:
+        try:
+            raw, indices, length = _read_frames(str(file), num_frames)
+        except Exception as err:
+            return failed(video_id, describe_error(err, decoder_log(), str(file)))
+    frames = _resize(raw, short_side)
+    jpeg = None if jpeg_quality is None else [encode_jpeg(f, jpeg_quality) for f in frames]
+    return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg)
+
+
+# ---------------------------------------------------------------- the worker pool
+
+
+class _WorkerPool:
+    """A process pool that can be thrown away and rebuilt after a crash or a hang."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def submit(self, fn, *args) -> Future:
+        if self._executor is None:
+            # spawn, not fork: the parent may hold torch/CUDA or threads that fork would copy.
+            context = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._executor.submit(fn, *args)
+
+    def kill(self) -> None:
+        """Stop every worker now, including one stuck inside a decoder."""
+        if self._executor is None:
+            return
+        # ProcessPoolExecutor has no public way to kill a busy worker before Python 3.14.
+        for process in list((self._executor._processes or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def decode_videos(
+    items: Iterable[tuple[str, str]],
+    num_frames: int,
+    short_side: int,
+    workers: int,
+    *,
+    jpeg_quality: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_in_flight: int | None = None,
+    decode_fn: Callable[..., DecodedVideo] = decode_video,
+) -> Iterator[DecodedVideo]:
+    """Decode (video_id, path) items in worker processes; yield results in input order.
+
+    At most `max_in_flight` (default 2 x workers) videos are queued or decoding at any
+    time, so memory does not grow with the dataset. A worker that dies (a segfault in
+    the decoder) breaks the pool: the pool is rebuilt and the videos that were in flight
+    are retried one at a time, so only the culprit is recorded, as "decoder crashed". A
+    video that takes longer than `timeout_s` is recorded as timed out and its worker killed.
+
+    `workers=0` decodes in this process, without that protection (for profiling).
+    `decode_fn` must be a picklable top-level function with `decode_video`'s signature.
+
+    Workers are spawned, so they re-import the caller's main module: a script that calls
+    this must keep its work under `if __name__ == "__main__":`.
+    """
+    args = (num_frames, short_side, jpeg_quality)
+    if workers <= 0:
+        for video_id, path in items:
+            yield _guarded_call(decode_fn, video_id, path, *args)
+        return
+
+    limit = max_in_flight or 2 * workers
+    pool = _WorkerPool(workers)
+    pending: collections.deque[tuple[tuple[str, str], Future]] = collections.deque()
+    source = iter(items)
+
+    def submit(item: tuple[str, str]) -> Future:
+        return pool.submit(decode_fn, *item, *args)
+
+    def top_up() -> None:
+        while len(pending) < limit:
+            item = next(source, None)
+            if item is None:
+                return
+            pending.append((item, submit(item)))
+
+    def outcome(item: tuple[str, str], future: Future) -> DecodedVideo:
+        """The result of a finished future; a decode_fn that raised still gives a row."""
+        try:
+            return future.result(timeout=timeout_s)
+        except (BrokenProcessPool, FutureTimeout):
+            raise
+        except Exception as err:
+            return failed(item[0], f"decode error: {type(err).__name__}: {err}"[:300])
+
+    def run_alone(item: tuple[str, str]) -> DecodedVideo:
+        """Decode one suspect with nothing else in flight, so a crash names it."""
+        try:
+            return outcome(item, submit(item))
+        except BrokenProcessPool:
+            pool.kill()
+            return failed(item[0], "decoder crashed")
+        except FutureTimeout:
+            pool.kill()
+            return failed(item[0], f"decoder timed out after {timeout_s:g} s")
+
+    try:
+        top_up()
+        while pending:
+            item, future = pending.popleft()
+            try:
+                # The pool runs work first-in first-out, so the head has been running
+                # (or is about to) for the whole of this wait.
+                result = outcome(item, future)
+            except FutureTimeout:
+                log.warning("decoder timed out on %s; restarting the worker pool", item[0])
+                survivors = list(pending)
+                pending.clear()
+                pool.kill()
+                yield failed(item[0], f"decoder timed out after {timeout_s:g} s")
+                # The others were not at fault: keep their results, redo the rest together.
+                for other, other_future in survivors:
+                    pending.append(
+                        (other, other_future if _succeeded(other_future) else submit(other))
+                    )
+                continue
+            except BrokenProcessPool:
+                log.warning("a decode worker died; retrying the videos in flight one by one")
+                suspects = [(item, future), *pending]
+                pending.clear()
+                pool.kill()
+                for suspect, suspect_future in suspects:
+                    yield (
+                        suspect_future.result()
+                        if _succeeded(suspect_future)
+                        else run_alone(suspect)
+                    )
+                top_up()
+                continue
+            yield result
+            top_up()
+    finally:
+        # Also reached when the consumer stops early: do not wait for queued work.
+        if pending:
+            pool.kill()
+        else:
+            pool.close()
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _guarded_call(decode_fn, video_id: str, *args) -> DecodedVideo:
+    try:
+        return decode_fn(video_id, *args)
+    except Exception as err:
+        return failed(video_id, f"decode error: {type(err).__name__}: {err}"[:300])
+
+
+# ---------------------------------------------------------------- the I/O edge
+
+
+def frames_row(video: DecodedVideo) -> dict:
+    """A decoded video as a row of the frames shard contract."""
+    if video.jpeg is None or video.frames is None:
+        raise ValueError(f"{video.video_id}: no JPEG frames to store")
+    height, width = video.frames[0].shape[:2]
+    return {
+        "video_id": video.video_id,
+        "frame_indices": video.frame_indices,
+        "jpeg": video.jpeg,
+        "height": height,
+        "width": width,
+        "num_source_frames": video.num_source_frames,
+    }
+
+
+def run_frames_stage(
+    manifest_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    failures_path: str | os.PathLike,
+    shard: str,
+    num_frames: int,
+    short_side: int,
+    jpeg_quality: int,
+    workers: int,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    row_group_videos: int = ROW_GROUP_VIDEOS,
+) -> dict[str, int]:
+    """Decode one shard of a manifest into a frames Parquet and a failures Parquet.
+
+    Returns the counts it logs: videos, decoded, failed.
+    """
+    from tqdm import tqdm
+
+    from zsar.io import ParquetStreamWriter, failures_table, write_parquet
+    from zsar.plan import parse_shard_id
+    from zsar.provenance import provenance
+
+    index, total = parse_shard_id(shard)
+    manifest = pq.read_table(manifest_path, columns=["video_id", "path", "exists"])
+    items = videos_for_shard(manifest, index, total)
+    settings = {
+        "num_frames": num_frames,
+        "short_side": short_side,
+        "jpeg_quality": jpeg_quality,
+        "sampling": SAMPLING_RULE,
+    }
+    prov = provenance(settings, extra={"stage": "frames", "shard": shard, **settings})
+
+    started = time.monotonic()
+    failures: list[dict[str, str]] = []
+    rows: list[dict] = []
+    decoded = decode_videos(
+        items, num_frames, short_side, workers, jpeg_quality=jpeg_quality, timeout_s=timeout_s
+    )
+    with (
+        contextlib.closing(decoded),
+        ParquetStreamWriter(out_path, FRAMES_SCHEMA, provenance=prov) as writer,
+        tqdm(total=len(items), desc=f"frames {shard}", unit="video", mininterval=2) as bar,
+    ):
+        for video in decoded:
+            if video.ok:
+                rows.append(frames_row(video))
+            else:
+                failures.append(
+                    {
+                        "video_id": video.video_id,
+                        "stage": "frames",
+                        "reason": video.error or "unknown error",
+                    }
+                )
+            if len(rows) >= row_group_videos:
+                writer.write_rows(rows)
+                rows = []
+            bar.update()
+        writer.write_rows(rows)
+    write_parquet(failures_table(failures), failures_path, provenance=prov)
+
+    seconds = time.monotonic() - started
+    counts = {"videos": len(items), "decoded": len(items) - len(failures), "failed": len(failures)}
+    log.info(
+        "frames shard=%s videos=%d decoded=%d failed=%d workers=%d seconds=%.1f (%.1f videos/s)",
+        shard,
+        counts["videos"],
+        counts["decoded"],
+        counts["failed"],
+        workers,
+        seconds,
+        counts["videos"] / seconds if seconds > 0 else 0.0,
+    )
+    for failure in failures:
+        log.info("failed %s: %s", failure["video_id"], failure["reason"])
+    return counts
+
+
+def read_frames(shard_path: str | os.PathLike) -> Iterator[tuple[str, list]]:
+    """(video_id, [PIL RGB images]) for each video of a frames shard, one row group at a time."""
+    from PIL import Image
+
+    shard = pq.ParquetFile(shard_path)
+    for batch in shard.iter_batches(batch_size=ROW_GROUP_VIDEOS, columns=["video_id", "jpeg"]):
+        for video_id, jpegs in zip(
+            batch.column("video_id").to_pylist(), batch.column("jpeg").to_pylist(), strict=True
+        ):
+            yield video_id, [Image.open(io.BytesIO(j)).convert("RGB") for j in jpegs]
