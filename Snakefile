@@ -12,6 +12,21 @@ validate(config, "config/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=_alternatives(PLAN.datasets),
+    backbone=_alternatives(PLAN.registry["backbones"]),
+    captioner=_alternatives(PLAN.registry["captioners"]),
+    llm=_alternatives(PLAN.registry["llms"]),
+    model=_alternatives(
+        [n for section in PLAN.registry.values() for n in section]
+    ),
+    shard=r"\d{3}-of-\d{3}",
+    sampling=r"tsn\d+_s\d+_q\d+",
+    run=_alternatives(RUNS),
+
+
 include: "workflow/rules/models.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/frames.smk"

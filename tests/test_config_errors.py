@@ -1,7 +1,6 @@
 """A bad config stops the run before any job starts, with a message naming the key or path."""
 
 import pytest
-
 from workflow_helpers import copy_workflow, snakemake
 
 

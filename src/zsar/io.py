@@ -34,6 +34,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; outputs are ordinary shared files.
+    os.chmod(tmp_path, 0o644)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -13,7 +13,6 @@ rule caption_shard:
         captioner=lambda wildcards: registry_entry("captioners", wildcards.captioner),
         prompt_set=config["captions"]["prompt_set"],
         max_new_tokens=config["captions"]["max_new_tokens"],
-        resources=RESOURCES,
     resources:
         gpu=1,
         mem_mb=32000,

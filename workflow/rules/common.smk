@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: the resolved run plan, paths and input functions.
+# Helpers shared by all rule files (the resolved run plan, paths and input functions).
 import re
 from pathlib import Path
 
@@ -28,19 +28,6 @@ SHARDS = PLAN.shard_ids()
 
 def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "^$"
-
-
-wildcard_constraints:
-    dataset=_alternatives(PLAN.datasets),
-    backbone=_alternatives(PLAN.registry["backbones"]),
-    captioner=_alternatives(PLAN.registry["captioners"]),
-    llm=_alternatives(PLAN.registry["llms"]),
-    model=_alternatives(
-        [n for section in PLAN.registry.values() for n in section]
-    ),
-    shard=r"\d{3}-of-\d{3}",
-    sampling=r"tsn\d+_s\d+_q\d+",
-    run=_alternatives(RUNS),
 
 
 def registry_entry(section, name):

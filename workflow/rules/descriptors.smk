@@ -18,7 +18,6 @@ rule descriptors:
         prompt_set=config["descriptors"]["prompt_set"],
         max_new_tokens=config["descriptors"]["max_new_tokens"],
         repair_attempts=config["descriptors"]["repair_attempts"],
-        resources=RESOURCES,
     resources:
         gpu=1,
         mem_mb=32000,

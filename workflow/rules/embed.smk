@@ -9,7 +9,6 @@ rule embed_videos:
         "results/{dataset}/embeddings/{backbone}/videos/{shard}.parquet",
     params:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
-        resources=RESOURCES,
     threads: 2
     resources:
         gpu=1,
@@ -51,7 +50,6 @@ rule embed_class_texts:
     params:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
         templates=config["descriptors"]["templates"],
-        resources=RESOURCES,
     resources:
         gpu=1,
         mem_mb=8000,
@@ -72,7 +70,6 @@ rule embed_captions:
         "results/{dataset}/embeddings/{backbone}/captions-{captioner}.parquet",
     params:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
-        resources=RESOURCES,
     resources:
         gpu=1,
         mem_mb=8000,

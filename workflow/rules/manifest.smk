@@ -6,6 +6,9 @@ rule demo_data:
         annotations="resources/demo/annotations.txt",
         labels="resources/demo/labels.csv",
         videos=directory("resources/demo/videos"),
+    params:
+        clips_per_class=config["demo_clips_per_class"],
+        seed=config["seed"],
     log:
         "results/logs/demo_data.log",
     conda:

@@ -12,7 +12,6 @@ rule fetch_model:
         ready=f"{RESOURCES}/models/{{model}}/.zsar-ready",
     params:
         entry=lambda wildcards: any_registry_entry(wildcards.model),
-        resources=RESOURCES,
     log:
         "results/logs/fetch_model/{model}.log",
     conda:

@@ -18,3 +18,206 @@ rule tables:
         "../../envs/report.yaml"
     script:
         "../scripts/tables.py"
+
+
+# Explanations, figures and pages for `snakemake --report`. The per-class figures and
+# the explanation pages describe one run per (dataset, backbone): REPORT_RUN, the `full`
+# variant when scored (see zsar.report.primary_run); explanations exist for every run.
+from zsar.report import primary_run
+
+REPORT_RUN = primary_run(RUNS, LAMBDAS)
+
+
+def report_setting(key, default):
+    return (config.get("report") or {}).get(key, default)
+
+
+def explain_inputs(wildcards):
+    """What scoring read, minus the manifest and failures, plus the run's scores."""
+    inputs = scoring_inputs(wildcards)
+    for unused in ("manifest", "failures"):
+        inputs.pop(unused, None)
+    base = f"results/{wildcards.dataset}"
+    inputs["scores"] = f"{base}/scores/{wildcards.backbone}/{wildcards.run}.parquet"
+    return inputs
+
+
+def dataset_metrics(wildcards):
+    return expand(
+        "results/{dataset}/metrics/{backbone}/{run}.json",
+        dataset=wildcards.dataset,
+        backbone=PLAN.backbones,
+        run=RUNS,
+    )
+
+
+def frames_shards(wildcards):
+    return expand(
+        "results/{dataset}/frames/{sampling}/{shard}.parquet",
+        dataset=wildcards.dataset,
+        sampling=PLAN.sampling,
+        shard=SHARDS,
+    )
+
+
+def report_outputs():
+    """Every explanation and report page; for final_outputs() in common.smk."""
+    per_backbone = expand(
+        "results/report/{dataset}/{backbone}/{page}",
+        dataset=PLAN.datasets,
+        backbone=PLAN.backbones,
+        page=[
+            "confusion.png",
+            "per_class_accuracy.png",
+            "explanations-correct.html",
+            "explanations-wrong.html",
+        ],
+    )
+    return [
+        *expand(
+            "results/{dataset}/explanations/{backbone}/{run}.parquet",
+            dataset=PLAN.datasets,
+            backbone=PLAN.backbones,
+            run=RUNS,
+        ),
+        "results/report/tables.html",
+        *expand(
+            "results/report/{dataset}/{page}",
+            dataset=PLAN.datasets,
+            page=["ablation.png", "summary.html"],
+        ),
+        *per_backbone,
+    ]
+
+
+rule explain:
+    input:
+        unpack(explain_inputs),
+    output:
+        "results/{dataset}/explanations/{backbone}/{run}.parquet",
+    params:
+        scoring=scoring_params,
+        templates=config["descriptors"]["templates"],
+    log:
+        "results/logs/{dataset}/explain/{backbone}/{run}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/explain.py"
+
+
+rule report_tables_html:
+    input:
+        all_metrics(),
+    output:
+        report(
+            "results/report/tables.html",
+            caption="../report/tables_html.rst",
+            category="Tables",
+            labels={"table": "results (HTML)"},
+        ),
+    log:
+        "results/logs/report/tables_html.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_tables_html.py"
+
+
+rule report_ablation:
+    input:
+        dataset_metrics,
+    output:
+        report(
+            "results/report/{dataset}/ablation.png",
+            caption="../report/ablation.rst",
+            category="Ablation",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        "results/logs/report/{dataset}/ablation.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_ablation.py"
+
+
+rule report_class_plots:
+    input:
+        scores=f"results/{{dataset}}/scores/{{backbone}}/{REPORT_RUN}.parquet",
+        classes="results/{dataset}/classes.parquet",
+    output:
+        confusion=report(
+            "results/report/{dataset}/{backbone}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Per-class results",
+            subcategory="{dataset}",
+            labels={"backbone": "{backbone}", "figure": "confusion matrix"},
+        ),
+        per_class=report(
+            "results/report/{dataset}/{backbone}/per_class_accuracy.png",
+            caption="../report/per_class.rst",
+            category="Per-class results",
+            subcategory="{dataset}",
+            labels={"backbone": "{backbone}", "figure": "per-class accuracy"},
+        ),
+    params:
+        run=REPORT_RUN,
+        max_classes=report_setting("confusion_max_classes", 20),
+    log:
+        "results/logs/report/{dataset}/{backbone}/class_plots.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_class_plots.py"
+
+
+rule report_explanations:
+    input:
+        explanations=f"results/{{dataset}}/explanations/{{backbone}}/{REPORT_RUN}.parquet",
+        frames=frames_shards,
+    output:
+        correct=report(
+            "results/report/{dataset}/{backbone}/explanations-correct.html",
+            caption="../report/explanations.rst",
+            category="Explanations",
+            subcategory="{dataset}",
+            labels={"backbone": "{backbone}", "predictions": "correct"},
+        ),
+        wrong=report(
+            "results/report/{dataset}/{backbone}/explanations-wrong.html",
+            caption="../report/explanations.rst",
+            category="Explanations",
+            subcategory="{dataset}",
+            labels={"backbone": "{backbone}", "predictions": "wrong"},
+        ),
+    params:
+        run=REPORT_RUN,
+        per_group=report_setting("explanations_per_group", 5),
+        seed=config["seed"],
+    log:
+        "results/logs/report/{dataset}/{backbone}/explanations.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_explanations.py"
+
+
+rule report_summary:
+    input:
+        metrics=dataset_metrics,
+        descriptors=f"results/{{dataset}}/descriptors/{PLAN.llm}.json",
+        failures="results/{dataset}/failures.parquet",
+    output:
+        report(
+            "results/report/{dataset}/summary.html",
+            caption="../report/summary.rst",
+            category="Run summary",
+            labels={"dataset": "{dataset}"},
+        ),
+    log:
+        "results/logs/report/{dataset}/summary.log",
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_summary.py"
