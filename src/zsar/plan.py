@@ -83,8 +83,7 @@ def parse_shard_id(text: str) -> tuple[int, int]:
 def sampling_name(frames_cfg: Mapping[str, Any]) -> str:
     """The frames folder name: everything that changes the decoded frames, nothing else."""
     return (
-        f"tsn{frames_cfg['num_frames']}_s{frames_cfg['short_side']}"
-        f"_q{frames_cfg['jpeg_quality']}"
+        f"tsn{frames_cfg['num_frames']}_s{frames_cfg['short_side']}_q{frames_cfg['jpeg_quality']}"
     )
 
 
@@ -104,7 +103,9 @@ def load_dataset_specs(config_dir: str | os.PathLike, overrides: Mapping[str, An
 
 
 def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> DatasetPlan:
-    uses_root = any("{data_root}" in str(spec.get(k) or "") for k in ("annotations", "labels", "video_root"))
+    uses_root = any(
+        "{data_root}" in str(spec.get(k) or "") for k in ("annotations", "labels", "video_root")
+    )
     if uses_root and not Path(data_root).is_dir():
         raise ConfigError(
             f"data_root '{data_root}' does not exist (needed by dataset '{name}'); "

@@ -15,6 +15,6 @@ entry = snakemake.params.backbone
 run_caption_text_stage(
     snakemake.input.captions,
     snakemake.output[0],
-    load_backbone(entry, snakemake.params.resources, preferred_device()),
+    load_backbone(entry, snakemake.config["resources"], preferred_device()),
     provenance({"backbone": entry}, model=entry["name"]),
 )

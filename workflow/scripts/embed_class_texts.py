@@ -16,7 +16,7 @@ run_class_text_stage(
     snakemake.input.classes,
     snakemake.input.descriptors,
     snakemake.output[0],
-    load_backbone(entry, snakemake.params.resources, preferred_device()),
+    load_backbone(entry, snakemake.config["resources"], preferred_device()),
     snakemake.params.templates,
     provenance({"backbone": entry, "templates": snakemake.params.templates}, model=entry["name"]),
 )

@@ -12,7 +12,7 @@ from zsar.embed import run_video_embedding_stage
 from zsar.provenance import provenance
 
 entry = snakemake.params.backbone
-backbone = load_backbone(entry, snakemake.params.resources, preferred_device())
+backbone = load_backbone(entry, snakemake.config["resources"], preferred_device())
 run_video_embedding_stage(
     snakemake.input.frames,
     snakemake.output[0],
