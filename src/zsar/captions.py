@@ -1,0 +1,944 @@
+"""Captions: a short natural-language summary of every video, from the frames shards.
+
+The stage reads one frames shard (JPEG bytes, decoded once by the frames stage) and writes
+one captions shard with the contract columns: video_id, caption, captioner, prompt_version,
+generation_params (JSON). Captioners are a registry (`BACKENDS`):
+
+- `transformers`: a vision-language model from {resources}/models/{name}/ through
+  `AutoProcessor` and the model class the entry names (default `AutoModelForImageTextToText`),
+  the prompt rendered by the processor's chat template, batched greedy decoding with left
+  padding; a CUDA out-of-memory error halves the batch and retries;
+- `openai`: an OpenAI-compatible chat endpoint (vLLM, Ollama, hosted APIs) through
+  `zsar.chat`, frames sent as base64 JPEG data URLs, requests concurrent up to a limit;
+- `file`: captions made elsewhere, read from CSV, JSON or Parquet (video_id -> caption).
+
+Every caption goes through `clean_caption`; an empty or failed one becomes a failure row
+(stage "captions") and the run goes on. Rows are streamed to disk batch by batch into a file
+that appears only when complete, so a crash never leaves a partial shard behind and
+Snakemake's per-shard outputs give resume for free.
+
+`build_tiny_vlm` builds the tiny random captioners of the demo and tests (two families,
+Qwen2.5-VL and LLaVA-NeXT-Video) that load through the very same loader as real checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from zsar.io import ParquetStreamWriter, failures_table, write_parquet
+from zsar.provenance import provenance
+from zsar.registry import model_dir
+
+LOGGER = logging.getLogger(__name__)
+
+STAGE = "captions"
+CAPTION_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("caption", pa.string()),
+        ("captioner", pa.string()),
+        ("prompt_version", pa.string()),
+        ("generation_params", pa.string()),
+    ]
+)
+# A caption is one or two sentences; anything much longer is a model that did not stop.
+MAX_CAPTION_CHARS = 300
+# How frames reach a transformers model -> the processor argument that carries them: one
+# video per sample, or one image per frame (for models without a video path, e.g. SmolVLM2).
+VISUAL_INPUTS = {"video": "videos", "images": "images"}
+
+
+# --- Cleaning (pure) --------------------------------------------------------------------
+
+# Special tokens of the common chat templates: <|im_end|>, <|eot_id|>, </s>, <end_of_utterance>...
+_SPECIAL_TOKEN = re.compile(
+    r"<\|[^<>|]{1,40}\|>|</?s>|<(?:end_of_utterance|eos|bos|pad|unk|image|video)>", re.I
+)
+_ROLE = r"(?:assistant|user|system|human|gpt|model)"
+# A role label at the very start ("assistant:", "ASSISTANT\n", "<|im_start|>assistant").
+_LEADING_ROLE = re.compile(rf"^\s*(?:{_ROLE})\s*(?::|\n)\s*", re.I)
+# A model that goes on to write the next turn: cut at the first "\nUser:" and the like.
+_NEXT_TURN = re.compile(rf"\n\s*{_ROLE}\s*:", re.I)
+
+
+def _printable(text: str) -> str:
+    """Drop control/format/unassigned characters and U+FFFD; whitespace becomes a space."""
+    out = []
+    for ch in text:
+        if ch.isspace():
+            out.append(" " if ch != "\n" else "\n")
+        elif ch != "\ufffd" and not unicodedata.category(ch).startswith("C"):
+            out.append(ch)
+    return "".join(out)
+
+
+def cap_length(text: str, max_chars: int = MAX_CAPTION_CHARS) -> str:
+    """`text` cut to at most `max_chars`, at a word boundary where there is one."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars + 1]
+    space = cut.rfind(" ")
+    cut = cut[:space] if space > max_chars // 2 else text[:max_chars]
+    return cut.rstrip(" ,;:-")
+
+
+def clean_caption(text: str | None, max_chars: int = MAX_CAPTION_CHARS) -> str:
+    """A caption stripped of chat-template remnants and stray characters, collapsed, capped."""
+    if not text:
+        return ""
+    text = _SPECIAL_TOKEN.sub(" ", text)
+    text = _NEXT_TURN.split(text, maxsplit=1)[0]
+    previous = None
+    while previous != text:  # "assistant:\nassistant:" and the like
+        previous = text
+        text = _LEADING_ROLE.sub("", text)
+    text = " ".join(_printable(text).split())
+    return cap_length(text, max_chars)
+
+
+# --- Prompts and parameters (pure) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    version: str
+    prompt: str
+    system: str | None = None
+
+
+def load_prompt_set(path: str | Path) -> PromptSet:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    missing = [k for k in ("version", "prompt") if not data.get(k)]
+    if missing:
+        raise ValueError(f"{path}: prompt set needs {missing}")
+    return PromptSet(version=str(data["version"]), prompt=str(data["prompt"]).strip(),
+                     system=(str(data["system"]).strip() if data.get("system") else None))
+
+
+def generation_params_json(params: Mapping[str, Any]) -> str:
+    """The generation_params column: canonical JSON, so equal settings give equal bytes."""
+    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"))
+
+
+def subsample_frames(frames: Sequence[Any], max_frames: int | None) -> list[Any]:
+    """At most `max_frames` frames, evenly spread (servers often limit images per request)."""
+    frames = list(frames)
+    if not max_frames or len(frames) <= max_frames:
+        return frames
+    step = len(frames) / max_frames
+    return [frames[int(step * i + step / 2)] for i in range(max_frames)]
+
+
+def transformers_conversation(
+    prompts: PromptSet, num_frames: int, visual_input: str
+) -> list[dict[str, Any]]:
+    """The chat a processor's template renders: the frames (as one video or as images), then the
+    prompt. The placeholders are expanded by the processor to the model's visual tokens."""
+    if visual_input == "video":
+        visual = [{"type": "video"}]
+    else:
+        visual = [{"type": "image"} for _ in range(num_frames)]
+    messages: list[dict[str, Any]] = []
+    if prompts.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": prompts.system}]})
+    prompt = {"type": "text", "text": prompts.prompt}
+    messages.append({"role": "user", "content": [*visual, prompt]})
+    return messages
+
+
+def openai_messages(prompts: PromptSet, jpegs: Sequence[bytes]) -> list[dict[str, Any]]:
+    from zsar.chat import image_part, text_part
+
+    messages: list[dict[str, Any]] = []
+    if prompts.system:
+        messages.append({"role": "system", "content": prompts.system})
+    messages.append(
+        {"role": "user", "content": [*(image_part(j) for j in jpegs), text_part(prompts.prompt)]}
+    )
+    return messages
+
+
+# --- Frames input -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoFrames:
+    video_id: str
+    jpegs: list[bytes]
+
+
+def iter_frame_batches(
+    frames_shard: str | Path, batch_size: int, with_frames: bool = True
+) -> Iterator[list[VideoFrames]]:
+    """Stream a frames shard in batches of videos, without holding the shard in memory."""
+    columns = ["video_id", "jpeg"] if with_frames else ["video_id"]
+    shard = pq.ParquetFile(frames_shard)
+    for record_batch in shard.iter_batches(batch_size=max(1, batch_size), columns=columns):
+        ids = record_batch.column("video_id").to_pylist()
+        if with_frames:
+            jpegs = record_batch.column("jpeg").to_pylist()
+        else:
+            jpegs = [[] for _ in ids]
+        yield [VideoFrames(v, list(j or [])) for v, j in zip(ids, jpegs, strict=True)]
+
+
+def decode_jpegs(jpegs: Sequence[bytes]):
+    from PIL import Image
+
+    images = []
+    for data in jpegs:
+        with Image.open(io.BytesIO(data)) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+# --- Batching with out-of-memory back-off ---------------------------------------------------
+
+
+# A captioner's answer for one video: text, or None and the reason it failed.
+Outcome = tuple[str | None, str | None]
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    )
+
+
+@dataclass
+class AdaptiveBatch:
+    """The batch size in force; it only ever shrinks, so one OOM is not paid for again."""
+
+    size: int
+
+
+def run_in_batches(
+    items: Sequence[Any],
+    run: Callable[[Sequence[Any]], list[Outcome]],
+    batch: AdaptiveBatch,
+    *,
+    is_oom: Callable[[BaseException], bool] = is_out_of_memory,
+    on_oom: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] = LOGGER.warning,
+) -> list[Outcome]:
+    """`run` over `items` in chunks of `batch.size`, one outcome per item, in order.
+
+    Out of memory: the batch size is halved (kept for later calls) and the chunk retried; at
+    batch size 1 the video is recorded as failed. Any other error in a chunk of several is
+    retried one video at a time, so one bad video fails alone.
+    """
+    outcomes: list[Outcome] = []
+    start = 0
+    while start < len(items):
+        chunk = items[start : start + batch.size]
+        try:
+            outcomes.extend(run(chunk))
+            start += len(chunk)
+        except Exception as err:  # noqa: BLE001 - one bad batch must not stop the run
+            if is_oom(err):
+                on_oom()
+                if len(chunk) == 1:
+                    log("out of memory at batch size 1; recording the video as failed")
+                    outcomes.append((None, "out of memory at batch size 1"))
+                    start += 1
+                else:
+                    batch.size = max(1, len(chunk) // 2)
+                    log(f"out of memory at batch size {len(chunk)}; retrying at {batch.size}")
+            elif len(chunk) == 1:
+                outcomes.append((None, f"{type(err).__name__}: {err}"[:300]))
+                start += 1
+            else:
+                log(f"batch failed ({type(err).__name__}: {err}); retrying one video at a time")
+                for item in chunk:
+                    outcomes.extend(
+                        run_in_batches([item], run, AdaptiveBatch(1), is_oom=is_oom,
+                                       on_oom=on_oom, log=log)
+                    )
+                start += len(chunk)
+    return outcomes
+
+
+# --- Backends -----------------------------------------------------------------------------
+
+
+class Captioner:
+    """A backend: captions for a batch of videos, plus what goes into the output columns."""
+
+    needs_frames = True
+    prompt_version: str
+    generation_params: dict[str, Any]
+
+    def caption(self, videos: Sequence[VideoFrames]) -> list[Outcome]:
+        raise NotImplementedError
+
+    def read_batch_size(self, batch_size: int) -> int:
+        """How many videos to read from the shard per call of `caption`."""
+        return batch_size
+
+    def finish(self) -> None:
+        """Called once after the last batch (the file backend reports unused ids here)."""
+
+
+def _torch_dtype(device: str):
+    import torch
+
+    # bf16 halves memory on GPUs and keeps fp32's range; CPUs get exact fp32.
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def _model_class(entry: Mapping[str, Any]):
+    import transformers
+
+    name = entry.get("model_class", "AutoModelForImageTextToText")
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise ValueError(f"captioner '{entry.get('name')}': unknown model_class '{name}'")
+    return cls
+
+
+def load_vlm(entry: Mapping[str, Any], resources: str | Path, device: str):
+    """Processor and model of a transformers captioner, from {resources}/models/{name}/.
+
+    Tiny built models and downloaded checkpoints live in the same place and load the same way.
+    """
+    from transformers import AutoProcessor
+
+    path = model_dir(resources, entry["name"])
+    if not path.is_dir():
+        raise FileNotFoundError(f"captioner '{entry['name']}': no model folder {path} (fetch it)")
+    # Remote code runs only where a registry entry opts in.
+    trust = bool(entry.get("trust_remote_code", False))
+    processor = AutoProcessor.from_pretrained(
+        path, trust_remote_code=trust, **dict(entry.get("processor_kwargs") or {})
+    )
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(device), "trust_remote_code": trust}
+    if entry.get("attn_implementation"):
+        kwargs["attn_implementation"] = entry["attn_implementation"]
+    model = _model_class(entry).from_pretrained(path, **kwargs).to(device).eval()
+    return processor, model
+
+
+class TransformersCaptioner(Captioner):
+    """Batched greedy captions from a local vision-language model."""
+
+    def __init__(
+        self,
+        processor,
+        model,
+        prompts: PromptSet,
+        *,
+        max_new_tokens: int,
+        batch_size: int,
+        visual_input: str = "video",
+        max_frames: int | None = None,
+    ):
+        if visual_input not in VISUAL_INPUTS:
+            raise ValueError(f"visual_input must be one of {sorted(VISUAL_INPUTS)}, "
+                             f"not '{visual_input}'")
+        self.processor = processor
+        self.model = model
+        self.prompts = prompts
+        self.max_new_tokens = int(max_new_tokens)
+        self.visual_input = visual_input
+        self.max_frames = max_frames
+        self.batch = AdaptiveBatch(max(1, int(batch_size)))
+        # Generation appends on the right, so prompts of different lengths must be left-padded.
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._texts: dict[int, str] = {}
+        self.prompt_version = prompts.version
+        self.generation_params = {
+            "backend": "transformers",
+            "decoding": "greedy",
+            "max_new_tokens": self.max_new_tokens,
+            "visual_input": visual_input,
+            "max_frames": max_frames,
+            "dtype": str(model.dtype).removeprefix("torch."),
+        }
+
+    def _prompt_text(self, num_frames: int) -> str:
+        key = num_frames if self.visual_input == "images" else 0
+        if key not in self._texts:
+            conversation = transformers_conversation(self.prompts, num_frames, self.visual_input)
+            self._texts[key] = self.processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=False
+            )
+        return self._texts[key]
+
+    def generate(self, frames: Sequence[list]) -> list[str]:
+        """Greedy captions for videos given as lists of PIL images (one batch, no retries)."""
+        import torch
+
+        texts = [self._prompt_text(len(f)) for f in frames]
+        # One list of PIL frames per video, as a video or as that sample's images.
+        visual = {VISUAL_INPUTS[self.visual_input]: list(frames)}
+        inputs = self.processor(text=texts, padding=True, return_tensors="pt", **visual)
+        inputs = inputs.to(self.model.device, dtype=self.model.dtype)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def caption(self, videos: Sequence[VideoFrames]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(videos)
+        decoded: dict[int, list] = {}
+        for i, video in enumerate(videos):
+            if not video.jpegs:
+                outcomes[i] = (None, "no frames")
+                continue
+            try:
+                decoded[i] = decode_jpegs(subsample_frames(video.jpegs, self.max_frames))
+            except Exception as err:  # noqa: BLE001 - a corrupt JPEG fails its video only
+                outcomes[i] = (None, f"cannot decode frames: {err}"[:300])
+        # The processors stack a batch's videos, so a batch holds videos of one frame count.
+        by_count: dict[int, list[int]] = {}
+        for i, frames in decoded.items():
+            by_count.setdefault(len(frames), []).append(i)
+        for indices in by_count.values():
+            results = run_in_batches(
+                [decoded[i] for i in indices],
+                lambda chunk: [(text, None) for text in self.generate(chunk)],
+                self.batch,
+                on_oom=_free_cuda_memory,
+            )
+            for i, outcome in zip(indices, results, strict=True):
+                outcomes[i] = outcome
+        return [o if o is not None else (None, "no outcome") for o in outcomes]
+
+
+def _free_cuda_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def make_transformers_captioner(entry, resources, device, prompts, max_new_tokens, batch_size):
+    processor, model = load_vlm(entry, resources, device)
+    return TransformersCaptioner(
+        processor,
+        model,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        visual_input=entry.get("visual_input", "video"),
+        max_frames=entry.get("max_frames"),
+    )
+
+
+class OpenAICaptioner(Captioner):
+    """Captions from an OpenAI-compatible chat endpoint, frames as JPEG data URLs."""
+
+    def __init__(self, entry: Mapping[str, Any], prompts: PromptSet, max_new_tokens: int):
+        from zsar.chat import ChatClient, ChatEndpoint
+
+        self.endpoint = ChatEndpoint.from_entry(entry)
+        self.client = ChatClient(self.endpoint)  # reads the key now: a missing one fails early
+        self.prompts = prompts
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_frames = entry.get("max_frames")
+        self.prompt_version = prompts.version
+        self.generation_params = {
+            "backend": "openai",
+            "model": self.endpoint.model,
+            "decoding": "greedy",
+            "temperature": 0.0,
+            "max_tokens": self.max_new_tokens,
+            "max_frames": self.max_frames,
+        }
+
+    def read_batch_size(self, batch_size: int) -> int:
+        # A few rounds of requests per call keep every connection busy; a batch of 8 would
+        # leave most of a 32-request concurrency limit idle.
+        return max(batch_size, 4 * int(self.endpoint.concurrency))
+
+    def caption(self, videos: Sequence[VideoFrames]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(videos)
+        requests, slots = [], []
+        for i, video in enumerate(videos):
+            if not video.jpegs:
+                outcomes[i] = (None, "no frames")
+                continue
+            requests.append(openai_messages(self.prompts, subsample_frames(video.jpegs,
+                                                                           self.max_frames)))
+            slots.append(i)
+        results = self.client.complete_many(
+            requests, max_tokens=self.max_new_tokens, temperature=0.0, log=LOGGER
+        )
+        for i, result in zip(slots, results, strict=True):
+            outcomes[i] = (result.text, None) if result.error is None else (None, result.error)
+        return [o if o is not None else (None, "no outcome") for o in outcomes]
+
+
+def make_openai_captioner(entry, resources, device, prompts, max_new_tokens, batch_size):
+    return OpenAICaptioner(entry, prompts, max_new_tokens)
+
+
+# How ids of an imported file are matched to video_ids: exactly, or by file stem, for caption
+# files keyed by e.g. "abc_000001_000011" where the manifest says "val/abc_000001_000011.mp4".
+ID_KEYS: dict[str, Callable[[str], str]] = {
+    "video_id": lambda vid: vid,
+    "stem": lambda vid: PurePosixPath(vid).stem,
+}
+
+
+def _read_csv(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {id_col, caption_col} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}; "
+                             f"found {reader.fieldnames}")
+        return [(row[id_col], row[caption_col]) for row in reader]
+
+
+def _read_json(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        data = json.loads(text)
+    if isinstance(data, dict):  # {video_id: caption}
+        return [(str(k), v) for k, v in data.items()]
+    if isinstance(data, list):  # [{video_id: ..., caption: ...}, ...]
+        try:
+            return [(str(r[id_col]), r[caption_col]) for r in data]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: records need '{id_col}' and '{caption_col}'") from err
+    raise ValueError(f"{path}: expected an object or a list of records")
+
+
+def _read_parquet(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]]:
+    table = pq.read_table(path, columns=[id_col, caption_col])
+    return list(zip(table.column(id_col).to_pylist(), table.column(caption_col).to_pylist(),
+                    strict=True))
+
+
+CAPTION_FILE_READERS: dict[str, Callable[[Path, str, str], list[tuple[str, str]]]] = {
+    ".csv": _read_csv,
+    ".json": _read_json,
+    ".jsonl": _read_json,
+    ".parquet": _read_parquet,
+}
+
+
+def read_caption_file(path: str | Path, id_column: str = "video_id",
+                      caption_column: str = "caption") -> dict[str, str]:
+    """video_id -> caption from a CSV, JSON(L) or Parquet file; a repeated id is an error."""
+    path = Path(path)
+    reader = CAPTION_FILE_READERS.get(path.suffix.lower())
+    if reader is None:
+        known = ", ".join(sorted(CAPTION_FILE_READERS))
+        raise ValueError(f"{path}: unsupported caption file type; use one of {known}")
+    mapping: dict[str, str] = {}
+    for vid, caption in reader(path, id_column, caption_column):
+        if vid in mapping:
+            raise ValueError(f"{path}: video id '{vid}' appears more than once")
+        mapping[vid] = "" if caption is None else str(caption)
+    return mapping
+
+
+@dataclass
+class ImportReport:
+    matched: int
+    missing: list[str]  # videos of the shard with no caption in the file
+    unused: list[str]  # ids in the file that matched no video of the shard
+
+
+def match_imported_captions(
+    video_ids: Sequence[str], captions: Mapping[str, str], key: Callable[[str], str]
+) -> tuple[list[Outcome], ImportReport]:
+    """Pure core of the file backend: one outcome per video, and the counts to report."""
+    outcomes: list[Outcome] = []
+    missing, used = [], set()
+    for vid in video_ids:
+        k = key(vid)
+        if k in captions:
+            outcomes.append((captions[k], None))
+            used.add(k)
+        else:
+            outcomes.append((None, "no caption for this video in the caption file"))
+            missing.append(vid)
+    unused = sorted(set(captions) - used)
+    return outcomes, ImportReport(matched=len(used), missing=missing, unused=unused)
+
+
+class FileCaptioner(Captioner):
+    """Captions made elsewhere (e.g. Open-VCLIP's published Kinetics captions, or a user's)."""
+
+    needs_frames = False
+
+    def __init__(self, entry: Mapping[str, Any]):
+        if not entry.get("path"):
+            raise ValueError(f"captioner '{entry.get('name')}': the file backend needs `path`")
+        self.path = Path(entry["path"])
+        match = entry.get("match", "video_id")
+        if match not in ID_KEYS:
+            raise ValueError(f"captioner '{entry.get('name')}': match must be one of "
+                             f"{sorted(ID_KEYS)}, not '{match}'")
+        self.key = ID_KEYS[match]
+        self.captions = read_caption_file(self.path, entry.get("id_column", "video_id"),
+                                          entry.get("caption_column", "caption"))
+        self.prompt_version = str(entry.get("prompt_version", "external"))
+        self.generation_params = {"backend": "file", "source": self.path.name, "match": match}
+        self._seen: list[str] = []
+
+    def read_batch_size(self, batch_size: int) -> int:
+        return max(batch_size, 1024)  # ids only: cheap
+
+    def caption(self, videos: Sequence[VideoFrames]) -> list[Outcome]:
+        ids = [v.video_id for v in videos]
+        self._seen += ids
+        outcomes, _ = match_imported_captions(ids, self.captions, self.key)
+        return outcomes
+
+    def finish(self) -> None:
+        _, report = match_imported_captions(self._seen, self.captions, self.key)
+        LOGGER.info(
+            "caption file %s: %d of %d videos matched; %d missing (recorded as failures); "
+            "%d ids in the file matched no video of this shard (other shards, videos that "
+            "failed to decode, or ids unknown to the dataset)",
+            self.path, report.matched, len(self._seen), len(report.missing), len(report.unused),
+        )
+        if report.missing:
+            LOGGER.warning("missing captions, e.g.: %s", ", ".join(report.missing[:10]))
+        if report.unused:
+            LOGGER.info("ids in the file not in this shard, e.g.: %s",
+                        ", ".join(report.unused[:10]))
+
+
+def make_file_captioner(entry, resources, device, prompts, max_new_tokens, batch_size):
+    return FileCaptioner(entry)
+
+
+# backend name -> factory(entry, resources, device, prompts, max_new_tokens, batch_size)
+BACKENDS: dict[str, Callable[..., Captioner]] = {
+    "transformers": make_transformers_captioner,
+    "openai": make_openai_captioner,
+    "file": make_file_captioner,
+}
+
+
+def make_captioner(entry, resources, device, prompts, max_new_tokens, batch_size) -> Captioner:
+    backend = entry.get("backend")
+    if backend not in BACKENDS:
+        raise ValueError(f"captioner '{entry.get('name')}': unknown backend '{backend}'; "
+                         f"known: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[backend](entry, resources, device, prompts, max_new_tokens, batch_size)
+
+
+# --- The stage ----------------------------------------------------------------------------
+
+
+def caption_rows(
+    videos: Sequence[VideoFrames], outcomes: Sequence[Outcome], captioner: Captioner, name: str
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Pure: outcomes -> (caption rows, failure rows); cleaning decides what is empty."""
+    params = generation_params_json(captioner.generation_params)
+    rows, failures = [], []
+    for video, (text, error) in zip(videos, outcomes, strict=True):
+        if error is not None:
+            failures.append({"video_id": video.video_id, "stage": STAGE, "reason": error})
+            continue
+        caption = clean_caption(text)
+        if not caption:
+            failures.append({"video_id": video.video_id, "stage": STAGE, "reason": "empty caption"})
+            continue
+        rows.append({"video_id": video.video_id, "caption": caption, "captioner": name,
+                     "prompt_version": captioner.prompt_version, "generation_params": params})
+    return rows, failures
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", file=sys.stderr, mininterval=5, desc="captions")
+
+
+def caption_shard(
+    frames_shard: str | Path,
+    out: str | Path,
+    failures_out: str | Path,
+    captioner: Captioner,
+    name: str,
+    batch_size: int,
+    provenance_block: Mapping[str, Any],
+) -> tuple[int, int]:
+    """Caption every video of a frames shard with `captioner`; (captioned, failed)."""
+    total = pq.ParquetFile(frames_shard).metadata.num_rows
+    failures: list[dict[str, str]] = []
+    with ParquetStreamWriter(out, CAPTION_SCHEMA, provenance_block) as writer, \
+            _progress(total) as bar:
+        read_size = captioner.read_batch_size(batch_size)
+        for videos in iter_frame_batches(frames_shard, read_size, captioner.needs_frames):
+            rows, failed = caption_rows(videos, captioner.caption(videos), captioner, name)
+            writer.write_rows(rows)  # one row group per batch: memory stays flat
+            failures += failed
+            for failure in failed:
+                LOGGER.warning("caption failed for %s: %s", failure["video_id"], failure["reason"])
+            bar.update(len(videos))
+        captioner.finish()
+        # Written before the captions file is renamed into place: a finished captions shard
+        # always has its failures next to it.
+        write_parquet(failures_table(failures), failures_out, provenance_block)
+        captioned = writer.rows
+    LOGGER.info("captioned %d of %d videos; %d failed", captioned, total, len(failures))
+    return captioned, len(failures)
+
+
+def run_caption_stage(
+    frames_shard: str | Path,
+    out: str | Path,
+    failures_out: str | Path,
+    entry: Mapping[str, Any],
+    prompt_set_path: str | Path,
+    max_new_tokens: int,
+    batch_size: int,
+    resources: str | Path,
+    device: str | None = None,
+) -> None:
+    """The captions stage for one shard: frames shard in, captions + failures shards out."""
+    if device in (None, "auto"):
+        from zsar.devices import preferred_device
+
+        device = preferred_device() if entry.get("backend") == "transformers" else "cpu"
+    prompts = load_prompt_set(prompt_set_path)
+    captioner = make_captioner(entry, resources, device, prompts, max_new_tokens, batch_size)
+    block = provenance(
+        {"captioner": dict(entry), "prompts": prompts.__dict__, "max_new_tokens": max_new_tokens},
+        model=entry["name"],
+        prompt_version=captioner.prompt_version,
+        extra={"revision": entry.get("revision") or entry.get("hf_repo") or "local",
+               "generation_params": captioner.generation_params},
+    )
+    LOGGER.info("captioner %s (%s) on %s, batch size %d", entry["name"], entry.get("backend"),
+                device, batch_size)
+    caption_shard(frames_shard, out, failures_out, captioner, entry["name"], batch_size, block)
+
+
+# --- Tiny random captioners (demo and tests) ------------------------------------------------
+
+# Words the tiny tokenizer learns whole, so a random model's output reads as words, not bytes.
+_TINY_WORDS = (
+    "a an the one two person man woman child people player group someone hand hands arm leg "
+    "head face body ball bat racket bike horse car board rope bar stick guitar drum piano knife "
+    "brush cup bowl food water pool field court room kitchen street road park gym stage floor "
+    "wall table chair door tree grass snow sand sky is are plays playing rides riding throws "
+    "throwing kicks kicking jumps jumping runs running walks walking swims swimming climbs "
+    "climbing lifts lifting cuts cutting holds holding moves moving spins spinning dances "
+    "dancing falls sits stands pushes pulls hits catches shoots rolls slides grows shrinks "
+    "blinks bounces square circle shape red green blue white black small large fast slow left "
+    "right up down across around in on at with into over under near while and then of to "
+    "from frame video frames sampled order describe sentences who what which objects where"
+).split()
+
+_TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ IMAGE }}"
+    "{% elif part['type'] == 'video' %}{{ VIDEO }}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _chat_template(image: str, video: str) -> str:
+    return _TINY_CHAT_TEMPLATE.replace("{{ IMAGE }}", image).replace("{{ VIDEO }}", video)
+
+
+def _train_tiny_tokenizer(extra_special: Sequence[str], vocab_size: int):
+    """A byte-level BPE (every string encodable) whose merges are mostly whole words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[*_CHAT_TOKENS, *extra_special],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    corpus = [" ".join(_TINY_WORDS[i:] + _TINY_WORDS[:i]) for i in range(0, len(_TINY_WORDS), 7)]
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    """Qwen's split of the rotary half-dimension over (time, height, width): 1/4, 3/8, 3/8."""
+    half = head_dim // 2
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def _tiny_qwen2_5_vl(spec: Mapping[str, Any]):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    image, video = "<|image_pad|>", "<|video_pad|>"
+    vstart, vend = "<|vision_start|>", "<|vision_end|>"
+    tokenizer = _train_tiny_tokenizer([vstart, vend, image, video], int(spec.get("vocab", 1024)))
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (image, video, vstart, vend)}
+    # Frames are shrunk to at most `max_pixels`: a few visual tokens each keeps it CPU-fast.
+    pixels = {"min_pixels": 28 * 28, "max_pixels": int(spec.get("max_pixels", 56 * 56))}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        # The per-frame pixel cap of Qwen's reference preprocessing (and no warning about it).
+        video_processor=Qwen2VLVideoProcessor(**pixels, cap_pixels_per_frame=True),
+        tokenizer=tokenizer,
+        chat_template=_chat_template(f"{vstart}{image}{vend}", f"{vstart}{video}{vend}"),
+    )
+    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, **(spec.get("text_config") or {})}
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    text.setdefault("vocab_size", len(tokenizer))
+    text.setdefault("max_position_embeddings", 8192)
+    text.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 10000.0,
+                                        "mrope_section": _mrope_section(head_dim)})
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+              "window_size": 56, **(spec.get("vision_config") or {})}
+    vision.setdefault("fullatt_block_indexes", [vision["depth"] - 1])
+    vision["out_hidden_size"] = text["hidden_size"]
+    config = Qwen2_5_VLConfig(
+        text_config={**text, "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config=vision,
+        image_token_id=ids[image],
+        video_token_id=ids[video],
+        vision_start_token_id=ids[vstart],
+        vision_end_token_id=ids[vend],
+    )
+    return processor, Qwen2_5_VLForConditionalGeneration, config
+
+
+def _tiny_llava_next_video(spec: Mapping[str, Any]):
+    from transformers import (
+        LlavaNextImageProcessor,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        LlavaNextVideoProcessor,
+        LlavaNextVideoVideoProcessor,
+    )
+
+    image, video = "<image>", "<video>"
+    tokenizer = _train_tiny_tokenizer([image, video], int(spec.get("vocab", 1024)))
+    size = int(spec.get("image_size", 56))
+    patch = 14
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+        ),
+        image_processor=LlavaNextImageProcessor(
+            size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+            image_grid_pinpoints=[[size, size]],
+        ),
+        tokenizer=tokenizer,
+        chat_template=_chat_template(image, video),
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token
+    )
+    text = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 8192, **(spec.get("text_config") or {})}
+    text.setdefault("vocab_size", len(tokenizer))
+    vision = {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "projection_dim": 32,
+              **(spec.get("vision_config") or {}), "image_size": size, "patch_size": patch}
+    patches = (size // patch) ** 2
+    config = LlavaNextVideoConfig(
+        text_config={**text, "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config=vision,
+        image_token_index=tokenizer.convert_tokens_to_ids(image),
+        video_token_index=tokenizer.convert_tokens_to_ids(video),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[size, size]],
+        image_seq_length=patches,
+        video_seq_length=patches // 4 * 8,
+    )
+    return processor, LlavaNextVideoForConditionalGeneration, config
+
+
+# arch -> function(spec) -> (processor, model class, config). Each is a real family's classes
+# at toy sizes, so the tiny models exercise exactly the processor and generate code of real ones.
+TINY_VLM_ARCHS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, Any, Any]]] = {
+    "qwen2_5_vl": _tiny_qwen2_5_vl,
+    "llava_next_video": _tiny_llava_next_video,
+}
+
+
+def make_tiny_vlm(spec: Mapping[str, Any], device: str = "cpu", dtype=None):
+    """(processor, model) of a random vision-language model of family spec["arch"], in memory."""
+    import torch
+    from transformers import GenerationConfig
+
+    arch = spec.get("arch", "qwen2_5_vl")
+    if arch not in TINY_VLM_ARCHS:
+        raise ValueError(f"unknown tiny VLM arch '{arch}'; known: {', '.join(TINY_VLM_ARCHS)}")
+    processor, model_class, config = TINY_VLM_ARCHS[arch](spec)
+    torch.manual_seed(int(spec.get("seed", 0)))
+    # Built directly on the device in the target dtype: a 7B-shaped benchmark model never
+    # exists in fp32 or on the CPU.
+    with torch.device(device):
+        model = model_class._from_config(config, dtype=dtype or torch.float32)
+    model.eval()
+    tokenizer = processor.tokenizer
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    return processor, model
+
+
+def build_tiny_vlm(spec: Mapping[str, Any], out_dir: str | Path) -> None:
+    """Save a tiny random captioner (model, processor, tokenizer, chat template) to out_dir.
+
+    The folder loads through `load_vlm` exactly as a downloaded checkpoint does. Its captions
+    are noise, but every line of the real code path runs.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    processor, model = make_tiny_vlm(spec)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
