@@ -51,6 +51,12 @@ def model_ready(section, name):
     return [f"{RESOURCES}/models/{name}/.zsar-ready"] if needs_weights(entry) else []
 
 
+def model_file(section, name):
+    """The file a `file` backend reads, so that editing it re-runs the stage."""
+    entry = registry_entry(section, name)
+    return [entry["path"]] if entry.get("backend") == "file" else []
+
+
 def dataset_plan(wildcards):
     return PLAN.datasets[wildcards.dataset]
 

@@ -8,9 +8,7 @@ rule descriptors:
         classes="results/{dataset}/classes.parquet",
         prompts=f"config/prompts/{config['descriptors']['prompt_set']}.yaml",
         model=lambda wildcards: model_ready("llms", wildcards.llm),
-        curated=lambda wildcards: [registry_entry("llms", wildcards.llm)["path"]]
-        if registry_entry("llms", wildcards.llm).get("backend") == "file"
-        else [],
+        curated=lambda wildcards: model_file("llms", wildcards.llm),
     output:
         "results/{dataset}/descriptors/{llm}.json",
     params:

@@ -22,77 +22,23 @@ rule tables:
 
 # Explanations, figures and pages for `snakemake --report`. The per-class figures and
 # the explanation pages describe one run per (dataset, backbone): REPORT_RUN, the `full`
-# variant when scored (see zsar.report.primary_run); explanations exist for every run.
+# variant when scored (zsar.report.primary_run); explanations exist for every run.
+# zsar.report.report_targets lists every output below, for final_outputs().
 from zsar.report import primary_run
 
 REPORT_RUN = primary_run(RUNS, LAMBDAS)
-
-
-def report_setting(key, default):
-    return (config.get("report") or {}).get(key, default)
-
-
-def explain_inputs(wildcards):
-    """What scoring read, minus the manifest and failures, plus the run's scores."""
-    inputs = scoring_inputs(wildcards)
-    for unused in ("manifest", "failures"):
-        inputs.pop(unused, None)
-    base = f"results/{wildcards.dataset}"
-    inputs["scores"] = f"{base}/scores/{wildcards.backbone}/{wildcards.run}.parquet"
-    return inputs
-
-
-def dataset_metrics(wildcards):
-    return expand(
-        "results/{dataset}/metrics/{backbone}/{run}.json",
-        dataset=wildcards.dataset,
-        backbone=PLAN.backbones,
-        run=RUNS,
-    )
-
-
-def frames_shards(wildcards):
-    return expand(
-        "results/{dataset}/frames/{sampling}/{shard}.parquet",
-        dataset=wildcards.dataset,
-        sampling=PLAN.sampling,
-        shard=SHARDS,
-    )
-
-
-def report_outputs():
-    """Every explanation and report page; for final_outputs() in common.smk."""
-    per_backbone = expand(
-        "results/report/{dataset}/{backbone}/{page}",
-        dataset=PLAN.datasets,
-        backbone=PLAN.backbones,
-        page=[
-            "confusion.png",
-            "per_class_accuracy.png",
-            "explanations-correct.html",
-            "explanations-wrong.html",
-        ],
-    )
-    return [
-        *expand(
-            "results/{dataset}/explanations/{backbone}/{run}.parquet",
-            dataset=PLAN.datasets,
-            backbone=PLAN.backbones,
-            run=RUNS,
-        ),
-        "results/report/tables.html",
-        *expand(
-            "results/report/{dataset}/{page}",
-            dataset=PLAN.datasets,
-            page=["ablation.png", "summary.html"],
-        ),
-        *per_backbone,
-    ]
+REPORT_SETTINGS = config.get("report") or {}
 
 
 rule explain:
     input:
-        unpack(explain_inputs),
+        # What scoring read, plus the run's scores.
+        unpack(
+            lambda wildcards: {
+                **scoring_inputs(wildcards),
+                "scores": f"results/{wildcards.dataset}/scores/{wildcards.backbone}/{wildcards.run}.parquet",
+            }
+        ),
     output:
         "results/{dataset}/explanations/{backbone}/{run}.parquet",
     params:
@@ -126,7 +72,12 @@ rule report_tables_html:
 
 rule report_ablation:
     input:
-        dataset_metrics,
+        lambda wildcards: expand(
+            "results/{dataset}/metrics/{backbone}/{run}.json",
+            dataset=wildcards.dataset,
+            backbone=PLAN.backbones,
+            run=RUNS,
+        ),
     output:
         report(
             "results/report/{dataset}/ablation.png",
@@ -163,7 +114,7 @@ rule report_class_plots:
         ),
     params:
         run=REPORT_RUN,
-        max_classes=report_setting("confusion_max_classes", 20),
+        max_classes=REPORT_SETTINGS.get("confusion_max_classes", 20),
     log:
         "results/logs/report/{dataset}/{backbone}/class_plots.log",
     conda:
@@ -175,7 +126,12 @@ rule report_class_plots:
 rule report_explanations:
     input:
         explanations=f"results/{{dataset}}/explanations/{{backbone}}/{REPORT_RUN}.parquet",
-        frames=frames_shards,
+        frames=lambda wildcards: expand(
+            "results/{dataset}/frames/{sampling}/{shard}.parquet",
+            dataset=wildcards.dataset,
+            sampling=PLAN.sampling,
+            shard=SHARDS,
+        ),
     output:
         correct=report(
             "results/report/{dataset}/{backbone}/explanations-correct.html",
@@ -193,7 +149,7 @@ rule report_explanations:
         ),
     params:
         run=REPORT_RUN,
-        per_group=report_setting("explanations_per_group", 5),
+        per_group=REPORT_SETTINGS.get("explanations_per_group", 5),
         seed=config["seed"],
     log:
         "results/logs/report/{dataset}/{backbone}/explanations.log",
@@ -205,7 +161,12 @@ rule report_explanations:
 
 rule report_summary:
     input:
-        metrics=dataset_metrics,
+        metrics=lambda wildcards: expand(
+            "results/{dataset}/metrics/{backbone}/{run}.json",
+            dataset=wildcards.dataset,
+            backbone=PLAN.backbones,
+            run=RUNS,
+        ),
         descriptors=f"results/{{dataset}}/descriptors/{PLAN.llm}.json",
         failures="results/{dataset}/failures.parquet",
     output:
