@@ -1,0 +1,665 @@
+"""Class descriptors: attributes, descriptions and a hierarchy per class, written by an LLM.
+
+For each class an LLM is asked (prompt set `config/prompts/descriptors-*.yaml`) for strict
+JSON with 5-10 visual `attributes`, 1-3 `descriptions` and a 2-4 level `hierarchy` from a
+root category to the class. Answers go through three steps:
+
+- parse: tolerant of code fences and of prose around the JSON (`extract_json_object`);
+- check: the `answer` definition of `schemas/descriptors.schema.json` (`check_answer`);
+- repair: an invalid answer is sent back with the validator's message, up to K times; after
+  that the class falls back to its name: `fallback: true`, a `reason`, and empty lists, so the
+  scoring represents it by its name prompt alone (an empty kind contributes nothing).
+
+Backends are a registry (`BACKENDS`): a local `transformers` causal LM, an `openai`-compatible
+endpoint (the client in `zsar.chat`, shared with captioning), and `file` for curated
+descriptors. The stage writes `results/{dataset}/descriptors/{llm}.json`, checked against the
+whole-file schema before it is written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources as package_resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from zsar.io import write_json
+from zsar.provenance import provenance
+from zsar.registry import model_dir
+
+LOGGER = logging.getLogger(__name__)
+
+DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
+# Record field of each kind of descriptor text.
+KIND_FIELDS = {"attribute": "attributes", "description": "descriptions", "hierarchy": "hierarchy"}
+# How a hierarchy becomes one context prompt: "sports → ball sports → basketball".
+HIERARCHY_SEPARATOR = " → "
+# A rejected answer is quoted back in the repair prompt; past this it only costs context.
+MAX_QUOTED_ANSWER = 2000
+MAX_ERROR_TEXT = 400
+
+Messages = list[dict[str, str]]
+
+
+# --- The schema -------------------------------------------------------------------------
+
+
+@functools.cache
+def descriptors_schema() -> dict[str, Any]:
+    """The JSON schema of a descriptors file (package data)."""
+    text = package_resources.files("zsar").joinpath("schemas/descriptors.schema.json").read_text()
+    return json.loads(text)
+
+
+@functools.cache
+def _validator(definition: str | None):
+    from jsonschema import Draft202012Validator
+
+    schema = descriptors_schema()
+    if definition is not None:
+        # Validate against one definition while keeping the file's $defs reachable.
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return Draft202012Validator(schema)
+
+
+def _schema_errors(obj: Any, definition: str | None) -> list[str]:
+    errors = sorted(_validator(definition).iter_errors(obj), key=lambda e: list(e.absolute_path))
+    messages = []
+    for error in errors:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        messages.append(f"{where}: {error.message}")
+    return messages
+
+
+def validate_descriptors(document: Mapping[str, Any]) -> None:
+    """Raise ValueError naming every problem if `document` does not pass the file schema."""
+    errors = _schema_errors(document, None)
+    if errors:
+        raise ValueError("descriptors do not pass the schema: " + "; ".join(errors[:10]))
+
+
+# --- Parsing and checking one answer (pure) ----------------------------------------------
+
+_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)```", re.DOTALL)
+
+
+def extract_json_object(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The first JSON object in an LLM answer, as (object, None) or (None, error).
+
+    Fenced blocks are tried first, then the whole text; in each, the object is the first
+    `{` from which a complete JSON object decodes, so prose before or after it is ignored.
+    """
+    if text is None or not text.strip():
+        return None, "the answer is empty"
+    decoder = json.JSONDecoder()
+    first_error = None
+    for candidate in [m.group(1) for m in _FENCE.finditer(text)] + [text]:
+        for start in (i for i, char in enumerate(candidate) if char == "{"):
+            try:
+                obj, _ = decoder.raw_decode(candidate, start)
+            except json.JSONDecodeError as err:
+                first_error = first_error or f"invalid JSON: {err.msg} at char {err.pos}"
+                continue
+            if isinstance(obj, dict):
+                return obj, None
+    return None, first_error or "no JSON object found in the answer"
+
+
+def _unwrap(obj: dict[str, Any]) -> dict[str, Any]:
+    """Accept {"<class>": {...}}, a common way for a model to wrap the requested object."""
+    if "attributes" not in obj and len(obj) == 1:
+        (inner,) = obj.values()
+        if isinstance(inner, dict) and "attributes" in inner:
+            return inner
+    return obj
+
+
+def _clean_text(value: Any) -> Any:
+    # One line per text, no stray whitespace: these strings go straight to a text encoder.
+    return " ".join(value.split()) if isinstance(value, str) else value
+
+
+def check_answer(obj: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A valid descriptor record from a parsed answer, or (None, the validator's message)."""
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}"
+    obj = _unwrap(obj)
+    cleaned = {
+        field: [_clean_text(v) for v in obj[field]] if isinstance(obj.get(field), list)
+        else obj.get(field)
+        for field in KIND_FIELDS.values()
+        if field in obj
+    }
+    errors = _schema_errors(cleaned, "answer")
+    if errors:
+        return None, _truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
+    record = {field: cleaned[field] for field in KIND_FIELDS.values()}
+    return {**record, "fallback": False, "reason": None}, None
+
+
+def parse_answer(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse and check one answer: (record, None) if it is valid, else (None, error)."""
+    obj, error = extract_json_object(text)
+    if obj is None:
+        return None, error
+    return check_answer(obj)
+
+
+def fallback_record(reason: str) -> dict[str, Any]:
+    """A class that falls back to its name: no descriptor texts, and why."""
+    return {"attributes": [], "descriptions": [], "hierarchy": [], "fallback": True,
+            "reason": reason}
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2}
+
+
+def leaf_names_class(hierarchy: Sequence[str], display: str) -> bool:
+    """Whether the hierarchy's last level shares a word with the class name (a soft check:
+    a leaf like "yo-yo tricks" for "YoYo" is fine, so a mismatch is only logged)."""
+    if not hierarchy:
+        return False
+    leaf = hierarchy[-1].lower().replace(" ", "").replace("-", "")
+    name = display.lower().replace(" ", "").replace("-", "")
+    return bool(_words(hierarchy[-1]) & _words(display)) or name in leaf or leaf in name
+
+
+# --- Prompts ------------------------------------------------------------------------------
+
+
+def _fill(template: str, **values: str) -> str:
+    # Plain replacement, not str.format: templates may contain JSON braces.
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A versioned prompt set: system text, per-class request, worked example, repair."""
+
+    version: str
+    system: str
+    user: str
+    repair: str
+    example_class: str
+    example_answer: dict[str, Any]
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> PromptSet:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        missing = [k for k in ("version", "system", "user", "repair", "example") if k not in data]
+        if missing:
+            raise ValueError(f"{path}: prompt set lacks {missing}")
+        example = data["example"]
+        record, error = check_answer(example.get("answer"))
+        if record is None:  # the model imitates the example, so it must itself be valid
+            raise ValueError(f"{path}: the worked example does not pass the schema: {error}")
+        return cls(
+            version=str(data["version"]),
+            system=data["system"],
+            user=data["user"],
+            repair=data["repair"],
+            example_class=example["class"],
+            example_answer=example["answer"],
+        )
+
+    def messages(self, display: str) -> Messages:
+        """The first request for one class: system, the worked example, then the class."""
+        example_json = json.dumps(self.example_answer, ensure_ascii=False)
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": _fill(self.user, **{"class": self.example_class})},
+            {"role": "assistant", "content": example_json},
+            {"role": "user", "content": _fill(self.user, **{"class": display})},
+        ]
+
+    def repair_messages(self, display: str, previous: str, error: str) -> Messages:
+        """The first request, the rejected answer, and a request to correct it.
+
+        Always built from the first request, so repeated repairs do not grow the context.
+        """
+        quoted = _truncate(previous.strip(), MAX_QUOTED_ANSWER) or "(empty)"
+        repair = _fill(self.repair, **{"class": display, "error": error, "previous": quoted})
+        return [
+            *self.messages(display),
+            {"role": "assistant", "content": quoted},
+            {"role": "user", "content": repair},
+        ]
+
+
+# --- Classes ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassName:
+    raw: str  # the dataset's class name: the key in the output
+    display: str  # normalised words: what the LLM is asked about
+
+
+def read_class_names(classes_path: str | Path) -> list[ClassName]:
+    """The distinct classes of classes.parquet over all splits, sorted by raw name."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(classes_path, columns=["name", "display_name"])
+    names: dict[str, str] = {}
+    for raw, display in zip(table["name"].to_pylist(), table["display_name"].to_pylist(),
+                            strict=True):
+        names.setdefault(raw, display or raw)
+    return [ClassName(raw, names[raw]) for raw in sorted(names)]
+
+
+# --- The generate / check / repair loop -----------------------------------------------------
+
+
+class Reply(Protocol):
+    text: str | None
+    error: str | None
+
+
+@dataclass
+class Completer:
+    """Answers a list of conversations in order. `chunk_size` conversations are sent at a
+    time, which is the batch of a local model and keeps an endpoint's workers busy."""
+
+    complete: Callable[[list[Messages]], list[Reply]]
+    chunk_size: int
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    prompts: PromptSet
+    max_new_tokens: int
+    batch_size: int
+    repair_attempts: int
+    resources: str
+    device: str
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    # Scripts point sys.stderr at the rule's log, so the bar goes there.
+    return tqdm(total=total, desc=desc, unit="class", file=sys.stderr, mininterval=5.0)
+
+
+def describe_classes(
+    classes: Sequence[ClassName],
+    completer: Completer,
+    prompts: PromptSet,
+    repair_attempts: int,
+) -> dict[str, dict[str, Any]]:
+    """Records for every class: asked, checked, repaired up to K times, else a fallback.
+
+    A request that fails outright (the client already retried it) is not repaired: there is
+    no answer to correct, so the class falls back with the client's error as its reason.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    conversations = {c.raw: prompts.messages(c.display) for c in classes}
+    pending = list(classes)
+    with _progress(len(classes), "descriptors") as bar:
+        for attempt in range(repair_attempts + 1):
+            retry: list[ClassName] = []
+            for chunk in _chunks(pending, completer.chunk_size):
+                replies = completer.complete([conversations[c.raw] for c in chunk])
+                for cls, reply in zip(chunk, replies, strict=True):
+                    outcome = _settle(cls, reply, attempt, repair_attempts)
+                    if isinstance(outcome, str):  # the validator's message: ask for a repair
+                        conversations[cls.raw] = prompts.repair_messages(
+                            cls.display, reply.text or "", outcome
+                        )
+                        retry.append(cls)
+                    else:
+                        records[cls.raw] = outcome
+                        bar.update(1)
+            pending = retry
+            if not pending:
+                break
+    return records
+
+
+def _settle(cls: ClassName, reply: Reply, attempt: int, repair_attempts: int):
+    """A record for the class, or the error text when the answer should be repaired."""
+    if reply.error is not None:
+        reason = f"request failed: {reply.error}"
+        LOGGER.warning("class '%s' falls back to its name: %s", cls.raw, reason)
+        return fallback_record(reason)
+    record, error = parse_answer(reply.text)
+    if record is not None:
+        if not leaf_names_class(record["hierarchy"], cls.display):
+            LOGGER.info("class '%s': hierarchy ends in '%s', not the class name",
+                        cls.raw, record["hierarchy"][-1])
+        return record
+    if attempt < repair_attempts:
+        LOGGER.info("class '%s': invalid answer (%s); repair %d/%d",
+                    cls.raw, error, attempt + 1, repair_attempts)
+        return error
+    reason = f"no valid answer after {repair_attempts} repair attempt(s): {error}"
+    LOGGER.warning("class '%s' falls back to its name: %s", cls.raw, reason)
+    return fallback_record(reason)
+
+
+# --- Backends -----------------------------------------------------------------------------
+
+
+def _resolve_device(device: str) -> str:
+    from zsar.devices import preferred_device
+
+    return preferred_device() if device == "auto" else device
+
+
+def transformers_completer(entry: Mapping[str, Any], settings: StageSettings) -> Completer:
+    """A local causal LM from {resources}/models/{name}/, prompted through its chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = model_dir(settings.resources, entry["name"])
+    trust = bool(entry.get("trust_remote_code", False))  # only ever when the registry says so
+    device = _resolve_device(settings.device)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    if not tokenizer.chat_template:
+        raise ValueError(f"llm '{entry['name']}': the tokenizer in {path} has no chat template")
+    tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust)
+    model = model.to(device).eval()
+    temperature = float(entry.get("temperature", 0.0))
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {
+        "do_sample": False}
+    torch.manual_seed(int(entry.get("seed", 0)))
+
+    def complete(conversations: list[Messages]) -> list[Reply]:
+        from zsar.chat import ChatResult
+
+        texts = [
+            tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in conversations
+        ]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(device)
+        with torch.inference_mode():
+            out = model.generate(
+                **batch,
+                max_new_tokens=settings.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                **sampling,
+            )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
+        answers = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [ChatResult(text=a, error=None) for a in answers]
+
+    return Completer(complete=complete, chunk_size=settings.batch_size)
+
+
+def openai_completer(entry: Mapping[str, Any], settings: StageSettings) -> Completer:
+    """An OpenAI-compatible endpoint through the client shared with captioning."""
+    from zsar.chat import ChatClient, ChatEndpoint
+
+    endpoint = ChatEndpoint.from_entry(entry)
+    client = ChatClient(endpoint)  # reads the key from api_key_env; never logs it
+    temperature = float(entry.get("temperature", 0.0))
+
+    def complete(conversations: list[Messages]) -> list[Reply]:
+        return client.complete_many(
+            conversations, max_tokens=settings.max_new_tokens, temperature=temperature,
+            log=LOGGER,
+        )
+
+    # A few rounds of requests per chunk keep every worker busy between progress updates.
+    return Completer(complete=complete, chunk_size=max(1, int(endpoint.concurrency)) * 4)
+
+
+def _generation_params(entry: Mapping[str, Any], settings: StageSettings) -> dict[str, Any]:
+    return {
+        "max_new_tokens": settings.max_new_tokens,
+        "temperature": float(entry.get("temperature", 0.0)),
+        "repair_attempts": settings.repair_attempts,
+    }
+
+
+def llm_backend(make_completer: Callable[[Mapping[str, Any], StageSettings], Completer]):
+    """A backend that asks an LLM: build the completer, then the shared loop."""
+
+    def describe(entry, classes, settings):
+        completer = make_completer(entry, settings)
+        records = describe_classes(classes, completer, settings.prompts, settings.repair_attempts)
+        return records, settings.prompts.version, _generation_params(entry, settings)
+
+    return describe
+
+
+def load_curated(path: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """(version, class name -> entry) from a curated YAML or JSON file.
+
+    Either a plain mapping of class names to {attributes, descriptions, hierarchy}, or
+    {version: ..., classes: {...}}, which records which edition of the file was used.
+    """
+    data = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of class names to descriptors")
+    if "classes" in data and set(data) <= {"version", "classes"}:
+        return (str(data["version"]) if "version" in data else None), dict(data["classes"])
+    return None, data
+
+
+def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], settings):
+    """Curated descriptors; a class that is missing or invalid falls back, naming the file."""
+    path = Path(entry["path"])
+    version, curated = load_curated(path)
+    records, used = {}, set()
+    for cls in classes:
+        key = cls.raw if cls.raw in curated else cls.display if cls.display in curated else None
+        if key is None:
+            reason = f"class '{cls.raw}' is not in the curated file {path}"
+            LOGGER.warning("%s; it falls back to its name", reason)
+            records[cls.raw] = fallback_record(reason)
+            continue
+        used.add(key)
+        record, error = check_answer(curated[key])
+        if record is None:
+            reason = f"the entry for class '{cls.raw}' in {path} is invalid: {error}"
+            LOGGER.warning("%s; it falls back to its name", reason)
+            record = fallback_record(reason)
+        records[cls.raw] = record
+    unknown = sorted(set(curated) - used)
+    if unknown:
+        LOGGER.warning("%d name(s) in %s match no class of this dataset: %s",
+                       len(unknown), path, ", ".join(unknown))
+    return records, f"curated:{version or path.name}", {}
+
+
+# backend name -> describe(entry, classes, settings) -> (records, prompt_version, generation)
+BACKENDS: dict[str, Callable[..., tuple[dict[str, Any], str, dict[str, Any]]]] = {
+    "transformers": llm_backend(transformers_completer),
+    "openai": llm_backend(openai_completer),
+    "file": describe_from_file,
+}
+
+
+# --- The document and the stage -------------------------------------------------------------
+
+
+def descriptors_document(
+    llm: str, prompt_version: str, records: Mapping[str, Mapping[str, Any]],
+    provenance_block: Mapping[str, Any],
+) -> dict[str, Any]:
+    fallbacks = sum(1 for r in records.values() if r.get("fallback"))
+    return {
+        "llm": llm,
+        "prompt_version": prompt_version,
+        "provenance": dict(provenance_block),
+        "classes": {name: dict(records[name]) for name in sorted(records)},
+        "summary": {"classes": len(records), "fallbacks": fallbacks},
+    }
+
+
+def run_descriptor_stage(
+    classes_path: str | Path,
+    out_path: str | Path,
+    entry: Mapping[str, Any],
+    prompt_set_path: str | Path,
+    max_new_tokens: int,
+    batch_size: int,
+    repair_attempts: int,
+    resources: str | Path,
+    device: str = "auto",
+) -> None:
+    """Write the descriptors JSON of every class in classes.parquet with the LLM `entry`."""
+    backend_name = entry.get("backend")
+    if backend_name not in BACKENDS:
+        raise ValueError(f"llm '{entry.get('name')}': unknown backend '{backend_name}'; "
+                         f"known: {', '.join(sorted(BACKENDS))}")
+    classes = read_class_names(classes_path)
+    settings = StageSettings(
+        prompts=PromptSet.from_yaml(prompt_set_path),
+        max_new_tokens=int(max_new_tokens),
+        batch_size=int(batch_size),
+        repair_attempts=int(repair_attempts),
+        resources=str(resources),
+        device=device,
+    )
+    LOGGER.info("descriptors for %d classes with llm '%s' (backend %s)",
+                len(classes), entry["name"], backend_name)
+    records, prompt_version, generation = BACKENDS[backend_name](entry, classes, settings)
+    block = provenance(
+        {"llm": dict(entry), "classes": [c.raw for c in classes],
+         "prompt_version": prompt_version, "generation": generation},
+        model=entry["name"],
+        prompt_version=prompt_version,
+        seed=int(entry.get("seed", 0)),
+        extra={"backend": backend_name, "generation": generation,
+               **({"revision": entry["revision"]} if entry.get("revision") else {})},
+    )
+    document = descriptors_document(entry["name"], prompt_version, records, block)
+    validate_descriptors(document)
+    write_json(document, out_path)
+    summary = document["summary"]
+    LOGGER.info("wrote %s: %d classes, %d fell back to their name",
+                out_path, summary["classes"], summary["fallbacks"])
+
+
+# --- Texts to embed (pure; used by the embedding stage) -----------------------------------
+
+
+def _apply_template(template: str, class_display: str, text: str) -> str:
+    return template.replace("{class}", class_display).replace("{text}", text)
+
+
+def descriptor_texts(
+    class_descriptors: Mapping[str, Any], class_display: str, templates: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """The sentences to embed for one class, per kind (attribute, description, hierarchy).
+
+    Each attribute and description is put in its template ("{class}, which involves {text}",
+    "{class}: {text}"); the hierarchy is one context prompt, its levels joined root to leaf
+    ("sports → ball sports → basketball") and put in the hierarchy template ("{text}").
+    A fallback class has no descriptor texts: every list is empty.
+    """
+    hierarchy = list(class_descriptors.get("hierarchy") or [])
+    texts_by_kind = {
+        "attribute": list(class_descriptors.get("attributes") or []),
+        "description": list(class_descriptors.get("descriptions") or []),
+        "hierarchy": [HIERARCHY_SEPARATOR.join(hierarchy)] if hierarchy else [],
+    }
+    return {
+        kind: [_apply_template(templates[kind], class_display, t) for t in texts]
+        for kind, texts in texts_by_kind.items()
+    }
+
+
+# --- A tiny random LLM for the demo and tests -------------------------------------------------
+
+# Text the tiny tokenizer is trained on: English about actions and the JSON it is asked for,
+# so that prompts tokenize into a few hundred tokens rather than one per byte.
+_TINY_CORPUS = [
+    "You describe human actions for a video recognition system that matches video frames.",
+    "Describe only what a camera would see: objects, body parts, poses, motion and the scene.",
+    "Answer with one JSON object and nothing else, no prose, no markdown.",
+    "Action class: return a JSON object with exactly these keys: attributes, descriptions, "
+    "hierarchy. Short visual cues, sentences, category names from general to specific.",
+    'A player bounces an orange basketball repeatedly against the court floor with one hand.',
+    '{"attributes": ["hand", "ball"], "descriptions": ["A person moves."], '
+    '"hierarchy": ["sports", "ball sports", "basketball"]}',
+    "Your previous answer was rejected. Reply with the corrected JSON object only.",
+]
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _train_tiny_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte stays encodable
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_TINY_CORPUS * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=_CHATML_TEMPLATE,
+    )
+
+
+def build_tiny_llm(spec: Mapping[str, Any], out_dir: str | Path) -> None:
+    """Save a tiny randomly initialised Qwen2-shaped causal LM and its tokenizer to out_dir.
+
+    It loads through the same AutoTokenizer/AutoModelForCausalLM path as a real checkpoint.
+    Its answers are noise, which exercises the repair and fallback path end to end.
+    """
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tiny_tokenizer(int(spec.get("vocab_size", 512)))
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=int(spec.get("hidden_size", 32)),
+        intermediate_size=int(spec.get("intermediate_size", 64)),
+        num_hidden_layers=int(spec.get("layers", 2)),
+        num_attention_heads=int(spec.get("heads", 2)),
+        num_key_value_heads=1,
+        max_position_embeddings=int(spec.get("max_positions", 8192)),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(int(spec.get("seed", 0)))
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
