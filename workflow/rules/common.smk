@@ -117,7 +117,9 @@ def scoring_params(wildcards):
     scoring = config["scoring"]
     return {
         "variant": variant,
-        "lambda": lam,
+        # λ only matters to the caption variants; leaving it out of the others' params
+        # keeps a λ change from re-running them.
+        "lambda": lam if VARIANTS[variant]["caption"] else None,
         "fusion": scoring["fusion"],
         "weights": scoring["weights"],
         "topk": scoring["topk"],
