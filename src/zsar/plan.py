@@ -166,6 +166,9 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
 
     for i, backbone in enumerate(config["backbones"]):
         _check_model(registry, "backbones", backbone, f"backbones[{i}]")
+        base = registry["backbones"][backbone].get("base")
+        if base:
+            _check_model(registry, "backbones", base, f"backbones[{i}].base")
     captioner = config["captions"]["captioner"]
     if captioner == "none":
         captioner = None

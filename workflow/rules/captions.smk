@@ -15,7 +15,7 @@ rule caption_shard:
         prompt_set=config["captions"]["prompt_set"],
         max_new_tokens=config["captions"]["max_new_tokens"],
     resources:
-        gpu=1,
+        gpu=lambda wildcards: gpus_for("captioners", wildcards.captioner),
         mem_mb=32000,
         runtime=240,
     log:

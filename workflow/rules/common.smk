@@ -47,8 +47,18 @@ def needs_weights(entry):
 
 
 def model_ready(section, name):
+    """Ready-flags of a model and of the model it builds on (`base:`; ViFi-CLIP takes its
+    token table from OpenAI's CLIP), so no GPU job starts before both are fetched."""
     entry = registry_entry(section, name)
-    return [f"{RESOURCES}/models/{name}/.zsar-ready"] if needs_weights(entry) else []
+    flags = [f"{RESOURCES}/models/{name}/.zsar-ready"] if needs_weights(entry) else []
+    if entry.get("base"):
+        flags += model_ready(section, entry["base"])
+    return flags
+
+
+def gpus_for(section, name):
+    """A GPU only for models that run locally; files and HTTP endpoints need none."""
+    return 1 if registry_entry(section, name).get("backend") == "transformers" else 0
 
 
 def model_file(section, name):

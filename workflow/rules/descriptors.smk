@@ -17,7 +17,7 @@ rule descriptors:
         max_new_tokens=config["descriptors"]["max_new_tokens"],
         repair_attempts=config["descriptors"]["repair_attempts"],
     resources:
-        gpu=1,
+        gpu=lambda wildcards: gpus_for("llms", wildcards.llm),
         mem_mb=32000,
         runtime=120,
     log:

@@ -1,5 +1,11 @@
 """Caption one frames shard (rule caption_shard)."""
 
+import os
+
+# GPU jobs load weights fetched by the fetch_model rule; they never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 import logging
 import sys
 
