@@ -102,3 +102,13 @@ def test_backbone_change_does_not_rerun_descriptors_or_frames(demo_run, tmp_path
     )
     assert jobs.get("embed_videos") == 1 and jobs.get("fetch_model") == 1, jobs
     assert not set(jobs) & {"frames", "descriptors", "caption_shard", "manifest"}, jobs
+
+
+def test_moving_the_videos_keeps_the_class_list_and_descriptors(demo_run, tmp_path):
+    """A new video_root re-runs the manifest and what reads videos, never the LLM stage."""
+    jobs = dry_run(
+        demo_run,
+        *overlay(tmp_path, "dataset_specs:\n  demo:\n    video_root: ./resources/demo/videos\n"),
+    )
+    assert jobs.get("manifest") == 1 and jobs.get("frames") == 1, jobs
+    assert not set(jobs) & {"classes", "descriptors", "fetch_model", "demo_data"}, jobs

@@ -198,11 +198,11 @@ def write_manifest(
     labels: Mapping[int, str | None],
     video_root: str | None,
     fmt: str | None,
-    manifest_out: str | os.PathLike,
-    classes_out: str | os.PathLike,
+    manifest_out: str | os.PathLike | None,
+    classes_out: str | os.PathLike | None,
     log: TextIO | None = None,
 ) -> str:
-    """Build and write both tables; return the summary line."""
+    """Build and write the tables whose path is given; return the summary line."""
     log = log or sys.stderr  # looked up per call: the workflow and pytest swap sys.stderr
     manifest, classes, formats = _build(adapter, annotations, labels, video_root, fmt)
     spec = {
@@ -215,16 +215,26 @@ def write_manifest(
     block = provenance(
         spec, extra={"stage": "manifest", "formats": {str(k): v for k, v in formats.items()}}
     )
-    write_parquet(manifest, manifest_out, provenance=block)
-    write_parquet(classes, classes_out, provenance=block)
-    report_missing(manifest, video_root, log)
+    if manifest_out is not None:
+        write_parquet(manifest, manifest_out, provenance=block)
+        report_missing(manifest, video_root, log)
+    if classes_out is not None:
+        write_parquet(classes, classes_out, provenance=block)
     return summary_line(manifest, classes)
 
 
 def run_manifest_stage(
-    spec: Mapping[str, Any], manifest_out: str, classes_out: str, log: TextIO | None = None
+    spec: Mapping[str, Any],
+    manifest_out: str | None,
+    classes_out: str | None,
+    log: TextIO | None = None,
 ) -> str:
-    """The workflow's entry: `spec` is DatasetPlan.as_params() (splits keyed as strings)."""
+    """The workflow's entry: `spec` is DatasetPlan.as_params() (splits keyed as strings).
+
+    The workflow writes the two tables in two rules: the class list does not depend on
+    where the videos are, so moving the videos (a new video_root) re-runs the manifest
+    but leaves the class list, and the costly LLM descriptors keyed on it, untouched.
+    """
     log = log or sys.stderr
     splits = [int(s) for s in spec["splits"]]
     annotations = {s: spec["annotations"][str(s)] for s in splits}

@@ -19,15 +19,30 @@ rule demo_data:
 
 rule manifest:
     input:
-        annotation_inputs,
+        manifest_inputs,
     output:
         manifest="results/{dataset}/manifest.parquet",
-        classes="results/{dataset}/classes.parquet",
     params:
-        name="{dataset}",
         spec=lambda wildcards: dataset_plan(wildcards).as_params(),
     log:
         "results/logs/{dataset}/manifest.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/manifest.py"
+
+
+# The class list has its own rule, keyed only on the annotation files: descriptors, which
+# may cost hours of LLM time, hang on it and must not re-run when videos move.
+rule classes:
+    input:
+        annotation_files,
+    output:
+        classes="results/{dataset}/classes.parquet",
+    params:
+        spec=lambda wildcards: {**dataset_plan(wildcards).as_params(), "video_root": None},
+    log:
+        "results/logs/{dataset}/classes.log",
     conda:
         "../../envs/cpu.yaml"
     script:

@@ -1,4 +1,5 @@
-"""Rule `manifest`: a dataset's annotation files -> manifest.parquet and classes.parquet."""
+"""Rules `manifest` and `classes`: a dataset's annotation files -> manifest.parquet or
+classes.parquet (whichever output the rule names)."""
 
 import sys
 
@@ -8,7 +9,7 @@ from zsar.manifest import run_manifest_stage  # noqa: E402
 
 run_manifest_stage(
     snakemake.params.spec,
-    manifest_out=snakemake.output.manifest,
-    classes_out=snakemake.output.classes,
+    manifest_out=snakemake.output.get("manifest"),
+    classes_out=snakemake.output.get("classes"),
     log=sys.stderr,
 )
