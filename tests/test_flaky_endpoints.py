@@ -1,0 +1,229 @@
+"""The whole workflow with the openai caption and descriptor backends facing a flaky server.
+
+A local chat-completions server (started here, on 127.0.0.1) answers every conversation
+first with 429, then not at all (the client times out), then with 500; only then does it
+answer properly. A few conversations never get an answer. The registry entries `openai-vlm`
+and `openai-chat` are pointed at it through a temporary models.yaml, with small timeouts
+and backoff. The run must retry, record what still failed (caption failures in
+failures.parquet, descriptor fallbacks in the descriptors JSON), and finish.
+
+The API key is set in the environment variable the entries name; afterwards it must appear
+in no file the run (or `snakemake --report`) wrote, nor in Snakemake's own output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from test_chat import ScriptedChatServer, last_text, ok
+from workflow_helpers import copy_workflow, snakemake
+
+API_KEY = "sk-zsar-flaky-7f3c9a1e5d2b48c6a0e4"
+MAX_RETRIES = 3
+# Generous, so that on a busy machine only the deliberately slow answers time out.
+TIMEOUT_S = 1.5
+CAPTION = "A bright shape moves across a dark background."
+DOOMED_CAPTIONS = 3  # the first conversations to arrive never get an answer
+DOOMED_CLASSES = {"rotating", "falling"}
+CLIPS_PER_CLASS = 2
+NUM_VIDEOS = 6 * CLIPS_PER_CLASS
+RUNS = ("baseline", "full")
+
+RATE_LIMITED = {"status": 429, "text": "rate limited", "headers": {"Retry-After": "0"}}
+TOO_SLOW = {**ok("too late"), "delay": 2 * TIMEOUT_S}
+SERVER_ERROR = {"status": 500, "text": "internal error"}
+# Attempt k of every conversation; the attempt after these is answered (unless doomed).
+TROUBLE = [RATE_LIMITED, TOO_SLOW, SERVER_ERROR]
+
+
+def conversation_key(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
+
+
+def class_of(body: dict) -> str:
+    match = re.search(r'Action class: "([^"]+)"', last_text(body))
+    assert match, last_text(body)[:200]
+    return match.group(1)
+
+
+def descriptor_answer(cls: str) -> str:
+    return json.dumps({
+        "attributes": [f"{cls} shape", "plain background", "one moving object",
+                       "smooth motion", "flat colours"],
+        "descriptions": [f"A coloured shape is {cls} on a plain background."],
+        "hierarchy": ["motion", "shape motion", cls],
+    })
+
+
+class FlakyScript:
+    """What the server does: trouble first, then an answer, except for doomed conversations."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.doomed_captions: set[str] = set()
+
+    def doomed(self, body: dict) -> bool:
+        if body["model"] == "flaky-llm":
+            return class_of(body) in DOOMED_CLASSES
+        key = conversation_key(body)
+        with self._lock:
+            if key not in self.doomed_captions and len(self.doomed_captions) < DOOMED_CAPTIONS:
+                self.doomed_captions.add(key)
+            return key in self.doomed_captions
+
+    def __call__(self, body: dict, attempt: int) -> dict:
+        doomed = self.doomed(body)
+        if attempt < len(TROUBLE):
+            return TROUBLE[attempt]
+        if doomed:
+            return SERVER_ERROR
+        if body["model"] == "flaky-llm":
+            return ok(descriptor_answer(class_of(body)))
+        return ok(CAPTION)
+
+
+def flaky_registry(workdir: Path, base_url: str) -> Path:
+    """config/models.yaml with the two openai entries pointed at the local server."""
+    registry = yaml.safe_load((workdir / "config/models.yaml").read_text())
+    fast = {"base_url": base_url, "timeout_s": TIMEOUT_S, "max_retries": MAX_RETRIES,
+            "backoff_s": 0.02, "concurrency": 4}
+    registry["captioners"]["openai-vlm"].update(fast, model="flaky-vlm")
+    registry["llms"]["openai-chat"].update(fast, model="flaky-llm")
+    assert registry["captioners"]["openai-vlm"]["api_key_env"] == "OPENAI_API_KEY"
+    assert registry["llms"]["openai-chat"]["api_key_env"] == "OPENAI_API_KEY"
+    path = workdir / "flaky-models.yaml"
+    path.write_text(yaml.safe_dump(registry, sort_keys=False))
+    return path
+
+
+@dataclass
+class FlakyRun:
+    workdir: Path
+    server: ScriptedChatServer
+    script: FlakyScript
+    console: str  # what Snakemake printed, for the run and the report
+
+
+@pytest.fixture(scope="module")
+def flaky_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("flaky"))
+    script = FlakyScript()
+    with ScriptedChatServer(script, conversation_key) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", API_KEY)
+        registry = flaky_registry(workdir, server.base_url)
+        overlay = workdir / "flaky.yaml"
+        overlay.write_text(
+            f"models: {registry}\n"
+            f"demo_clips_per_class: {CLIPS_PER_CLASS}\n"
+            "captions:\n  captioner: openai-vlm\n"
+            "descriptors:\n  llm: openai-chat\n"
+            f"scoring:\n  variants: [{', '.join(RUNS)}]\n"
+        )
+        config = ["--configfile", "config/config.yaml", str(overlay)]
+        run = snakemake(workdir, "--cores", "2", *config)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        report = snakemake(workdir, *config, "--report", "results/report.html", timeout=300)
+        assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    console = run.stdout + run.stderr + report.stdout + report.stderr
+    return FlakyRun(workdir, server, script, console)
+
+
+def read(workdir: Path, rel: str):
+    path = workdir / "results/demo" / rel
+    return json.loads(path.read_text()) if path.suffix == ".json" else pq.read_table(path)
+
+
+# ---------------------------------------------------------------- retries, then failures
+
+
+def test_every_request_met_429_a_timeout_and_500_before_its_outcome(flaky_run):
+    attempts = flaky_run.server.attempts
+    models = {body["model"] for _, body in flaky_run.server.requests}
+    assert models == {"flaky-vlm", "flaky-llm"}
+    assert len(attempts) == NUM_VIDEOS + 6  # one conversation per video and per class
+    # 1 try + MAX_RETRIES: the answered ones needed all of them, the doomed used them up.
+    assert set(attempts.values()) == {1 + MAX_RETRIES}
+    auth = {headers.get("Authorization") for headers, _ in flaky_run.server.requests}
+    assert auth == {f"Bearer {API_KEY}"}, "the key from OPENAI_API_KEY was sent"
+
+
+def test_the_logs_show_the_backoff(flaky_run):
+    log = (flaky_run.workdir / "results/logs/demo/captions/openai-vlm/000-of-001.log").read_text()
+    for trouble in ("HTTP 429; retry 1/3 in", f"timeout ({TIMEOUT_S:g}s); retry 2/3 in",
+                    "HTTP 500; retry 3/3 in", "giving up: HTTP 500 after 3 retries"):
+        assert trouble in log, trouble
+
+
+def test_caption_failures_are_recorded_and_the_rest_captioned(flaky_run):
+    captions = read(flaky_run.workdir, "captions/openai-vlm.parquet").to_pylist()
+    assert len(captions) == NUM_VIDEOS - DOOMED_CAPTIONS
+    assert {c["caption"] for c in captions} == {CAPTION}
+    failures = [f for f in read(flaky_run.workdir, "failures.parquet").to_pylist()
+                if f["stage"] == "captions"]
+    assert len(failures) == DOOMED_CAPTIONS
+    assert {f["reason"] for f in failures} == {f"HTTP 500 after {MAX_RETRIES} retries"}
+    assert not {f["video_id"] for f in failures} & {c["video_id"] for c in captions}
+
+
+def test_descriptor_requests_that_never_succeed_fall_back_to_the_name(flaky_run):
+    document = read(flaky_run.workdir, "descriptors/openai-chat.json")
+    classes = document["classes"]
+    assert len(classes) == 6
+    for name, record in classes.items():
+        if name in DOOMED_CLASSES:
+            assert record["fallback"] is True and record["attributes"] == []
+            assert record["reason"] == f"request failed: HTTP 500 after {MAX_RETRIES} retries"
+        else:
+            assert record["fallback"] is False and record["hierarchy"][-1] == name
+    assert document["summary"]["fallbacks"] == len(DOOMED_CLASSES)
+
+
+def test_the_run_scores_every_video_and_counts_what_was_degraded(flaky_run):
+    for run in RUNS:
+        metrics = read(flaky_run.workdir, f"metrics/tiny-clip/{run}.json")
+        assert metrics["counts"]["evaluated"] == metrics["counts"]["videos"] == NUM_VIDEOS
+        assert metrics["descriptor_fallbacks"] == len(DOOMED_CLASSES)
+    full = read(flaky_run.workdir, "metrics/tiny-clip/full.json")
+    assert full["counts"]["without_caption"] == DOOMED_CAPTIONS
+    assert (flaky_run.workdir / "results/tables/results.md").is_file()
+
+
+# ---------------------------------------------------------------- the key stays secret
+
+
+def files_holding(root: Path, secret: str) -> list[str]:
+    """Every file under root whose bytes contain the secret (or a long piece of it)."""
+    needles = {secret.encode(), secret[3:23].encode()}
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if any(needle in data for needle in needles):
+                found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_the_key_scanner_finds_a_planted_key(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a/log.txt").write_text(f"Authorization: Bearer {API_KEY[:23]}...\n")
+    (tmp_path / "clean.txt").write_text("nothing here\n")
+    assert files_holding(tmp_path, API_KEY) == ["a/log.txt"]
+
+
+def test_the_api_key_is_in_no_log_output_or_report(flaky_run):
+    results, snakemake_dir = flaky_run.workdir / "results", flaky_run.workdir / ".snakemake"
+    # The scan covers what matters: the logs that saw the retries, outputs, and the report.
+    assert (results / "report.html").stat().st_size > 10_000
+    assert list((snakemake_dir / "log").glob("*.snakemake.log"))
+    assert (results / "logs/demo/descriptors/openai-chat.log").read_text()
+    assert files_holding(results, API_KEY) == []
+    assert files_holding(snakemake_dir, API_KEY) == []
+    assert API_KEY[3:23] not in flaky_run.console
