@@ -65,3 +65,17 @@ def test_model_not_in_registry(workdir):
 def test_unknown_dataset(workdir):
     out = failed_run(workdir, "--config", "datasets=[imagenet]")
     assert "datasets: 'imagenet' has no spec" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("captions:\n  captioner: no-such-vlm\n", "captions.captioner"),
+        ("descriptors:\n  llm: no-such-llm\n", "descriptors.llm"),
+    ],
+)
+def test_captioner_or_llm_not_in_registry(workdir, tmp_path, text, key):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(text)
+    out = failed_run(workdir, "--configfile", "config/config.yaml", str(overlay))
+    assert key in out and "not in the model registry" in out
