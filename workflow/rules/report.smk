@@ -36,7 +36,9 @@ rule explain:
         unpack(
             lambda wildcards: {
                 **scoring_inputs(wildcards),
-                "scores": f"results/{wildcards.dataset}/scores/{wildcards.backbone}/{wildcards.run}.parquet",
+                "scores": "results/{dataset}/scores/{backbone}/{run}.parquet".format(
+                    **dict(wildcards.items())
+                ),
             }
         ),
     output:

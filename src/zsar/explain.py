@@ -1,0 +1,379 @@
+"""Explanations: why a video got its prediction, as a record and one readable sentence.
+
+For each evaluated video the record holds the predicted class and the runner-up with
+their scores, the caption, the top descriptors of both classes with their similarity
+to the video, the hierarchy path, and a sentence tying these together.
+
+Which "video" the descriptor similarities are measured against follows the run's
+scoring, so that a descriptor's similarity is exactly its share in the class score:
+- no caption fused (λ = 0, a variant without caption, or this video's caption failed):
+  the video embedding v, similarity = cos(v, d);
+- embedding-level fusion: the fused embedding v' = normalize((1-λ)v + λt), similarity =
+  cos(v', d);
+- score-level fusion: similarity = (1-λ)cos(v, d) + λcos(t, d), which, all vectors being
+  unit length, is the dot product of d with the unnormalised (1-λ)v + λt.
+So in every mode the similarity is `query · d` for one query vector (`explanation_query`),
+and the class score is the (weighted, normalised) mean of those similarities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zsar.scoring import normalize
+
+# Kinds of class text that are descriptors (the name prompt is not a descriptor).
+DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
+TOP_DESCRIPTORS = 3
+# The caption is quoted in full in its own field; the sentence keeps it short.
+SENTENCE_CAPTION_CHARS = 120
+HIERARCHY_ARROW = " → "
+
+
+@dataclass(frozen=True)
+class ClassDescriptors:
+    """The embedded descriptor texts of one class: kind, text shown, unit vector."""
+
+    kinds: tuple[str, ...]
+    texts: tuple[str, ...]
+    vectors: np.ndarray  # [n, D], L2-normalised
+
+    @classmethod
+    def empty(cls, dim: int) -> ClassDescriptors:
+        return cls((), (), np.zeros((0, dim), dtype=np.float32))
+
+
+def _query_embedding_fusion(video: np.ndarray, caption: np.ndarray, lam: float) -> np.ndarray:
+    return normalize((1.0 - lam) * video + lam * caption)
+
+
+def _query_score_fusion(video: np.ndarray, caption: np.ndarray, lam: float) -> np.ndarray:
+    # Not normalised on purpose: dot products with it are (1-λ)cos(v,d) + λcos(t,d).
+    return (1.0 - lam) * video + lam * caption
+
+
+QUERIES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
+    "embedding": _query_embedding_fusion,
+    "score": _query_score_fusion,
+}
+
+
+def explanation_query(
+    video: np.ndarray, caption: np.ndarray | None = None, *, fusion: str = "embedding",
+    lam: float = 0.0,
+) -> np.ndarray:
+    """The vector whose dot product with a text embedding is the run's similarity to it."""
+    video = np.asarray(video, dtype=np.float64)
+    if caption is None or lam == 0:
+        return video
+    return QUERIES[fusion](video, np.asarray(caption, dtype=np.float64), lam)
+
+
+def similarity_basis(has_caption: bool, fusion: str, lam: float) -> str:
+    """Words for what the similarities were measured against (stored with each record)."""
+    if not has_caption or lam == 0:
+        return "video"
+    if fusion == "embedding":
+        return f"video+caption embedding (λ={lam:g})"
+    return f"(1-λ)·video + λ·caption score (λ={lam:g})"
+
+
+def top_descriptors(
+    query: np.ndarray, descriptors: ClassDescriptors | None, k: int = TOP_DESCRIPTORS
+) -> list[dict[str, Any]]:
+    """The k descriptors of a class most similar to the query, best first.
+
+    Ties are broken by kind and then text, so the order never depends on input order.
+    """
+    if descriptors is None or not descriptors.texts:
+        return []
+    sims = np.asarray(descriptors.vectors, dtype=np.float64) @ query
+    order = sorted(
+        range(len(sims)), key=lambda i: (-sims[i], descriptors.kinds[i], descriptors.texts[i])
+    )
+    return [
+        {"kind": descriptors.kinds[i], "text": descriptors.texts[i], "similarity": float(sims[i])}
+        for i in order[:k]
+    ]
+
+
+def _quote(text: str, limit: int | None = None) -> str:
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return f'"{text}"'
+
+
+def explanation_sentence(record: Mapping[str, Any], display: Mapping[str, str]) -> str:
+    """One sentence: prediction over runner-up, then caption, best descriptors, context."""
+
+    def name(raw: str) -> str:
+        return display.get(raw, raw)
+
+    head = f"Predicted {_quote(name(record['predicted']))} ({record['predicted_score']:.3f})"
+    if record.get("runner_up") is not None:
+        head += f" over {_quote(name(record['runner_up']))} ({record['runner_up_score']:.3f})"
+    clauses = []
+    if record.get("caption"):
+        clauses.append(f"the caption says {_quote(record['caption'], SENTENCE_CAPTION_CHARS)}")
+    best = record.get("predicted_descriptors") or []
+    if best:
+        clause = (
+            f"the video best matches {_quote(best[0]['text'])} ({best[0]['similarity']:.3f})"
+            f" of {_quote(name(record['predicted']))}"
+        )
+        rival = record.get("runner_up_descriptors") or []
+        if rival:
+            clause += (
+                f" and {_quote(rival[0]['text'])} ({rival[0]['similarity']:.3f})"
+                f" of {_quote(name(record['runner_up']))}"
+            )
+        clauses.append(clause)
+    else:
+        clauses.append("the score rests on the class name alone")
+    sentence = f"{head}: {', and '.join(clauses)}"
+    if record.get("hierarchy"):
+        sentence += f"; context: {HIERARCHY_ARROW.join(record['hierarchy'])}"
+    return sentence + "."
+
+
+def explain_prediction(
+    *,
+    ranked: Sequence[tuple[str, float]],
+    query: np.ndarray,
+    descriptors: Mapping[str, ClassDescriptors],
+    hierarchy: Mapping[str, Sequence[str]],
+    caption: str | None = None,
+    display: Mapping[str, str] | None = None,
+    basis: str = "video",
+    top: int = TOP_DESCRIPTORS,
+) -> dict[str, Any]:
+    """The explanation record of one video.
+
+    ranked: (raw class name, score) best first (at least the top 1; the second is the
+    runner-up). descriptors and hierarchy are keyed by raw class name; a class missing
+    from them simply has none. display maps raw names to the words used in the sentence.
+    """
+    if not ranked:
+        raise ValueError("explain_prediction needs at least the predicted class")
+    predicted, predicted_score = ranked[0]
+    runner_up, runner_up_score = ranked[1] if len(ranked) > 1 else (None, None)
+    record: dict[str, Any] = {
+        "predicted": predicted,
+        "predicted_score": float(predicted_score),
+        "runner_up": runner_up,
+        "runner_up_score": None if runner_up_score is None else float(runner_up_score),
+        "caption": caption or None,
+        "predicted_descriptors": top_descriptors(query, descriptors.get(predicted), top),
+        "runner_up_descriptors": []
+        if runner_up is None
+        else top_descriptors(query, descriptors.get(runner_up), top),
+        "hierarchy": list(hierarchy.get(predicted, [])),
+        "runner_up_hierarchy": [] if runner_up is None else list(hierarchy.get(runner_up, [])),
+        "similarity_to": basis,
+    }
+    record["sentence"] = explanation_sentence(record, display or {})
+    return record
+
+
+# ---------------------------------------------------------------------------
+# Building the inputs from the workflow's contracts (tables already read).
+# ---------------------------------------------------------------------------
+
+
+def descriptors_by_class(
+    class_texts: Sequence[Mapping[str, Any]],
+    kinds: Sequence[str],
+    shown_text: Mapping[tuple[str, str, str], str] | None = None,
+) -> dict[str, ClassDescriptors]:
+    """Group text-embedding rows (kind, owner, text, vector) of the given kinds by class.
+
+    shown_text optionally maps (owner, kind, embedded text) to the text to show, e.g. the
+    raw descriptor instead of the templated sentence that was embedded.
+    """
+    shown_text = shown_text or {}
+    grouped: dict[str, list[tuple[str, str, Any]]] = {}
+    for row in class_texts:
+        if row["kind"] in kinds:
+            text = shown_text.get((row["owner"], row["kind"], row["text"]), row["text"])
+            grouped.setdefault(row["owner"], []).append((row["kind"], text, row["vector"]))
+    return {
+        owner: ClassDescriptors(
+            kinds=tuple(k for k, _, _ in rows),
+            texts=tuple(t for _, t, _ in rows),
+            vectors=np.asarray([v for _, _, v in rows], dtype=np.float32),
+        )
+        for owner, rows in grouped.items()
+    }
+
+
+def hierarchy_paths(descriptors_json: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Raw class name -> hierarchy path (root to leaf) from a descriptors JSON."""
+    return {
+        name: list(entry.get("hierarchy") or [])
+        for name, entry in (descriptors_json.get("classes") or {}).items()
+    }
+
+
+def shown_descriptor_texts(
+    descriptors_json: Mapping[str, Any],
+    displays: Mapping[str, str],
+    templates: Mapping[str, str],
+) -> dict[tuple[str, str, str], str]:
+    """(class, kind, embedded sentence) -> the raw descriptor it was made from.
+
+    The class-text embeddings hold the templated sentences ("rotating, which involves a
+    long thin bar"); an explanation reads better with the descriptor itself ("a long thin
+    bar"). Running `descriptor_texts` once with the real templates and once with the
+    identity template pairs them up without re-implementing the templating.
+    """
+    from zsar.descriptors import descriptor_texts
+
+    identity = {kind: "{text}" for kind in templates}
+    shown = {}
+    for name, entry in (descriptors_json.get("classes") or {}).items():
+        display = displays.get(name, name)
+        embedded = descriptor_texts(entry, display, templates)
+        raw = descriptor_texts(entry, display, identity)
+        for kind, texts in embedded.items():
+            for sentence, text in zip(texts, raw.get(kind, []), strict=False):
+                shown[(name, kind, sentence)] = text
+    return shown
+
+
+EXPLANATION_FIELDS = (
+    "split", "video_id", "true_class", "correct", "predicted", "predicted_score", "runner_up",
+    "runner_up_score", "caption", "predicted_descriptors", "runner_up_descriptors",
+    "hierarchy", "runner_up_hierarchy", "similarity_to", "sentence",
+)  # fmt: skip
+
+
+def explanations_schema():
+    import pyarrow as pa
+
+    descriptor = pa.struct(
+        [("kind", pa.string()), ("text", pa.string()), ("similarity", pa.float32())]
+    )
+    types = {
+        "split": pa.int32(),
+        "correct": pa.bool_(),
+        "predicted_score": pa.float32(),
+        "runner_up_score": pa.float32(),
+        "predicted_descriptors": pa.list_(descriptor),
+        "runner_up_descriptors": pa.list_(descriptor),
+        "hierarchy": pa.list_(pa.string()),
+        "runner_up_hierarchy": pa.list_(pa.string()),
+    }
+    return pa.schema([(name, types.get(name, pa.string())) for name in EXPLANATION_FIELDS])
+
+
+def _by_key(table, key: str, value: str) -> dict[str, Any]:
+    return dict(zip(table.column(key).to_pylist(), table.column(value).to_pylist(), strict=True))
+
+
+def _vector_matrix(table) -> np.ndarray:
+    """The `vector` column as one [N, D] float32 array: no Python float per value, which
+    for a large benchmark's video embeddings would cost gigabytes."""
+    if table.num_rows == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
+
+
+def _vectors_by_key(table, key: str) -> dict[str, np.ndarray]:
+    return dict(zip(table.column(key).to_pylist(), _vector_matrix(table), strict=True))
+
+
+def _text_rows(table) -> list[dict[str, Any]]:
+    """Text-embedding rows (kind, owner, text) with their vectors as numpy rows."""
+    columns = [table.column(c).to_pylist() for c in ("kind", "owner", "text")]
+    return [
+        {"kind": kind, "owner": owner, "text": text, "vector": vector}
+        for kind, owner, text, vector in zip(*columns, _vector_matrix(table), strict=True)
+    ]
+
+
+def run_explain_stage(
+    inputs: Mapping[str, str],
+    params: Mapping[str, Any],
+    out_path: str,
+    *,
+    templates: Mapping[str, str],
+    top: int = TOP_DESCRIPTORS,
+) -> int:
+    """Explain every evaluated video of one scored run; returns the number of rows.
+
+    inputs: scores, classes, videos, class_texts, descriptors, and for caption variants
+    captions (caption embeddings) and caption_texts (the gathered captions).
+    params: the score rule's params (variant, lambda, fusion).
+
+    Descriptors are those of the kinds the variant scores with (none for `baseline`), and
+    the caption is shown only where it was fused: both are evidence for the score. The
+    hierarchy path is shown for every variant: it places the class, it is not evidence.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from zsar.io import read_json, read_provenance, write_parquet
+    from zsar.plan import VARIANTS
+
+    variant = VARIANTS[params["variant"]]
+    lam = float(params["lambda"]) if variant["caption"] else 0.0
+    fusion = params["fusion"]
+    classes = pq.read_table(inputs["classes"]).to_pylist()
+    names = {(c["split"], c["class_id"]): c["name"] for c in classes}
+    displays = {c["name"]: c["display_name"] for c in classes}
+    descriptors_json = read_json(inputs["descriptors"])
+    kinds = [k for k in variant["kinds"] if k in DESCRIPTOR_KINDS]
+    descriptors = descriptors_by_class(
+        _text_rows(pq.read_table(inputs["class_texts"])),
+        kinds,
+        shown_descriptor_texts(descriptors_json, displays, templates),
+    )
+    hierarchy = hierarchy_paths(descriptors_json)
+    videos = _vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
+                             "video_id")
+    caption_vectors: dict[str, Any] = {}
+    caption_texts: dict[str, Any] = {}
+    if variant["caption"]:
+        caption_vectors = _vectors_by_key(pq.read_table(inputs["captions"]), "owner")
+        caption_texts = _by_key(pq.read_table(inputs["caption_texts"]), "video_id", "caption")
+
+    scores = pq.read_table(inputs["scores"]).to_pylist()
+    rows = []
+    for row in sorted(scores, key=lambda r: (r["split"], r["video_id"])):
+        if row["status"] != "evaluated":
+            continue
+        video_id = row["video_id"]
+        caption_vector = caption_vectors.get(video_id)
+        query = explanation_query(videos[video_id], caption_vector, fusion=fusion, lam=lam)
+        ranked = [
+            (names[(row["split"], c)], s)
+            for c, s in zip(row["topk_classes"][:2], row["topk_scores"][:2], strict=True)
+        ]
+        record = explain_prediction(
+            ranked=ranked,
+            query=query,
+            descriptors=descriptors,
+            hierarchy=hierarchy,
+            caption=caption_texts.get(video_id),
+            display=displays,
+            basis=similarity_basis(caption_vector is not None, fusion, lam),
+            top=top,
+        )
+        rows.append(
+            {
+                "split": row["split"],
+                "video_id": video_id,
+                "true_class": names[(row["split"], row["true_class"])],
+                "correct": row["correct"],
+                **record,
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=explanations_schema())
+    write_parquet(table, out_path, read_provenance(inputs["scores"]))
+    return len(rows)

@@ -1,0 +1,495 @@
+"""`zsar predict`: classify and explain videos with a backbone, outside the workflow.
+
+    zsar predict VIDEO [VIDEO ...] --classes (DATASET | FILE) --backbone NAME
+        [--captioner NAME|none] [--descriptors FILE|none] [--explain] [--json]
+
+It runs the workflow's own code on each video: the frames stage's decoder and TSN
+sampling (JPEG round trip included, so the video embedding is the one the workflow would
+compute), the embedding stage's frame mean and class texts, the captioner backends, the
+scoring's class vectors and fusion, and zsar.explain for the justification.
+
+Classes (--classes):
+- DATASET: a dataset the workflow has run; its classes are results/DATASET/classes.parquet
+  (all splits together, or --split N). Its descriptors default to the dataset's
+  results/DATASET/descriptors/<llm>.json: the only one there, or the config's LLM's.
+- FILE: a classes.parquet, or a class list in any style zsar.adapters reads (one name per
+  line, "id,name" CSV, UCF's classInd). No descriptors unless --descriptors names a JSON.
+A path that exists is a FILE; anything else must name a dataset under --results.
+
+Settings the workflow takes from the config (descriptor templates, kind weights, fusion,
+λ, frame size and JPEG quality, caption prompt set) are read from --config
+(config/config.yaml); where that file does not exist, the built-in values below, which
+are the defaults of config/config.yaml, apply. --frames, --lambda and --fusion override.
+
+A video that cannot be read gets one line on stderr naming it, the others go on, and the
+exit status is 1 if any video failed (2 for a usage or setup error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Used only where --config does not exist; the same values as config/config.yaml.
+BUILTIN_SETTINGS: dict[str, Any] = {
+    "frames": {"num_frames": 8, "short_side": 256, "jpeg_quality": 90},
+    "captions": {"prompt_set": "captions-v1", "max_new_tokens": 48, "batch_size": 8},
+    "descriptors": {
+        "templates": {
+            "attribute": "{class}, which involves {text}",
+            "description": "{class}: {text}",
+            "hierarchy": "{text}",
+        }
+    },
+    "scoring": {
+        "fusion": "embedding",
+        "lambda": 0.3,
+        "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
+    },
+}
+DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
+EXIT_VIDEO_FAILED = 1
+EXIT_SETUP = 2
+
+
+class PredictError(Exception):
+    """A setup problem (classes, descriptors, model) that stops before any video."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files to classify")
+    parser.add_argument("--classes", required=True, metavar="DATASET|FILE",
+                        help="a dataset under --results, a classes.parquet, or a class list")
+    parser.add_argument("--backbone", required=True, help="a backbone of the model registry")
+    parser.add_argument("--captioner", default="none",
+                        help="a captioner of the registry, or none (default)")
+    parser.add_argument("--descriptors", default=None, metavar="FILE|none",
+                        help="a descriptors JSON, or none; default: the dataset's, if any")
+    parser.add_argument("--explain", action="store_true",
+                        help="justify each prediction: descriptors, caption, hierarchy")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--split", type=int, default=None,
+                        help="only this split's classes of a dataset (default: all)")
+    parser.add_argument("--top", type=int, default=5, help="classes to list (default 5)")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="frames per video (default: the config's, 8)")
+    parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
+                        help="caption weight λ (default: the config's first λ)")
+    parser.add_argument("--fusion", choices=("embedding", "score"), default=None,
+                        help="caption fusion (default: the config's)")
+    parser.add_argument("--config", default="config/config.yaml",
+                        help="workflow config for templates, weights and frame settings")
+    parser.add_argument("--registry", default="config/models.yaml", help="model registry")
+    parser.add_argument("--resources", default="resources", help="folder with models/")
+    parser.add_argument("--results", default="results", help="the workflow's results folder")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (default)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="decode processes (0 decodes in this process)")
+
+
+# ---------------------------------------------------------------------------
+# Settings, classes and descriptors
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    num_frames: int
+    short_side: int
+    jpeg_quality: int
+    templates: dict[str, str]
+    weights: dict[str, float]
+    fusion: str
+    lam: float
+    prompt_set: Path
+    max_new_tokens: int
+    batch_size: int
+    llm: str | None = None
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    import yaml
+
+    config_path = Path(args.config)
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    merged = {key: {**value, **(config.get(key) or {})} for key, value in BUILTIN_SETTINGS.items()}
+    lam = merged["scoring"]["lambda"]
+    lam = lam[0] if isinstance(lam, list) else lam
+    prompts_dir = config_path.parent / "prompts" if config else Path("config/prompts")
+    return Settings(
+        num_frames=args.frames or int(merged["frames"]["num_frames"]),
+        short_side=int(merged["frames"]["short_side"]),
+        jpeg_quality=int(merged["frames"]["jpeg_quality"]),
+        templates=dict(merged["descriptors"]["templates"]),
+        weights={k: float(v) for k, v in merged["scoring"]["weights"].items()},
+        fusion=args.fusion or merged["scoring"]["fusion"],
+        lam=float(lam if args.lam is None else args.lam),
+        prompt_set=prompts_dir / f"{merged['captions']['prompt_set']}.yaml",
+        max_new_tokens=int(merged["captions"]["max_new_tokens"]),
+        batch_size=int(merged["captions"]["batch_size"]),
+        llm=(config.get("descriptors") or {}).get("llm"),
+    )
+
+
+@dataclass(frozen=True)
+class ClassList:
+    names: list[str]  # raw names, the order of the scores
+    displays: list[str]
+    dataset: str | None = None  # set when --classes named a dataset
+
+    def as_table(self):
+        import pyarrow as pa
+
+        return pa.table({"name": self.names, "display_name": self.displays})
+
+
+def classes_from_parquet(path: Path, split: int | None) -> tuple[list[str], list[str]]:
+    import pyarrow.parquet as pq
+
+    rows = sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["split"], r["class_id"]))
+    if split is not None:
+        rows = [r for r in rows if r["split"] == split]
+        if not rows:
+            raise PredictError(f"{path} has no classes in split {split}")
+    first: dict[str, str] = {}
+    for row in rows:  # a class shared by several splits is one class
+        first.setdefault(row["name"], row["display_name"])
+    return list(first), list(first.values())
+
+
+def classes_from_list(path: Path) -> tuple[list[str], list[str]]:
+    from zsar.adapters import AnnotationError, read_class_list, words_display_name
+
+    try:
+        names = list(dict.fromkeys(read_class_list(path)))
+    except AnnotationError as err:
+        raise PredictError(str(err)) from None
+    return names, [words_display_name(n) for n in names]
+
+
+def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
+    """--classes: an existing file, else a dataset with results/<value>/classes.parquet."""
+    path = Path(value)
+    if path.is_file():
+        reader = classes_from_parquet if path.suffix == ".parquet" else None
+        if reader is not None:
+            return ClassList(*reader(path, split))
+        return ClassList(*classes_from_list(path))
+    dataset_classes = results / value / "classes.parquet"
+    if dataset_classes.is_file():
+        return ClassList(*classes_from_parquet(dataset_classes, split), dataset=value)
+    raise PredictError(
+        f"--classes {value}: no such file, and no dataset classes at {dataset_classes} "
+        "(run the workflow's manifest rule for that dataset first)"
+    )
+
+
+def resolve_descriptors(
+    value: str | None, classes: ClassList, results: Path, llm: str | None
+) -> Path | None:
+    """The descriptors JSON to use, or None (class names only)."""
+    if value is not None:
+        if value == "none":
+            return None
+        if not Path(value).is_file():
+            raise PredictError(f"--descriptors {value}: no such file")
+        return Path(value)
+    if classes.dataset is None:
+        return None
+    found = sorted((results / classes.dataset / "descriptors").glob("*.json"))
+    if len(found) <= 1:
+        return found[0] if found else None
+    preferred = [p for p in found if p.stem == llm]
+    if preferred:
+        return preferred[0]
+    raise PredictError(
+        f"several descriptor files for {classes.dataset} ({', '.join(p.name for p in found)}); "
+        "choose one with --descriptors FILE"
+    )
+
+
+# ---------------------------------------------------------------------------
+# The model side: class vectors, videos, captions
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ClassModel:
+    """Everything scoring and explaining need about the classes, for one backbone."""
+
+    classes: ClassList
+    vectors: np.ndarray  # [C, D] class vectors c_k
+    kinds: list[str]
+    descriptors: dict[str, Any] = field(repr=False)  # raw name -> explain.ClassDescriptors
+    hierarchy: dict[str, list[str]] = field(repr=False)
+
+    @property
+    def display(self) -> dict[str, str]:
+        return dict(zip(self.classes.names, self.classes.displays, strict=True))
+
+
+def build_class_model(classes: ClassList, descriptors_json, backbone, settings) -> ClassModel:
+    """Class vectors exactly as the embedding and scoring stages build them."""
+    from zsar.embed import class_text_records, embed_text_records
+    from zsar.explain import descriptors_by_class, hierarchy_paths, shown_descriptor_texts
+    from zsar.scoring import split_class_vectors, variant_weights
+
+    descriptors_json = descriptors_json or {}
+    records = class_text_records(classes.as_table(), descriptors_json, settings.templates)
+    table = embed_text_records(records, backbone)
+    kinds = ["name", *DESCRIPTOR_KINDS] if descriptors_json else ["name"]
+    weights = variant_weights(kinds, settings.weights)
+    display = dict(zip(classes.names, classes.displays, strict=True))
+    return ClassModel(
+        classes=classes,
+        vectors=split_class_vectors(table, classes.names, weights),
+        kinds=kinds,
+        descriptors=descriptors_by_class(
+            table.to_pylist(),
+            [k for k in kinds if k in DESCRIPTOR_KINDS],
+            shown_descriptor_texts(descriptors_json, display, settings.templates),
+        ),
+        hierarchy=hierarchy_paths(descriptors_json),
+    )
+
+
+def video_embedding(jpegs: Sequence[bytes], backbone) -> np.ndarray:
+    """The embedding stage's video embedding from the frames stage's JPEGs."""
+    from zsar.captions import decode_jpegs
+    from zsar.embed import mean_frame_embedding
+
+    pixels = backbone.preprocess(decode_jpegs(jpegs))
+    return mean_frame_embedding(backbone.encode_images(pixels).numpy())
+
+
+def caption_videos(decoded, captioner_entry, args, settings, device) -> dict[str, str]:
+    """Captions by video path; a failed or empty caption is left out (scored without it)."""
+    from zsar.captions import VideoFrames, clean_caption, load_prompt_set, make_captioner
+
+    captioner = make_captioner(
+        captioner_entry, args.resources, device, load_prompt_set(settings.prompt_set),
+        settings.max_new_tokens, settings.batch_size,
+    )
+    videos = [VideoFrames(d.video_id, list(d.jpeg)) for d in decoded]
+    captions = {}
+    for video, (text, error) in zip(videos, captioner.caption(videos), strict=True):
+        caption = clean_caption(text) if error is None else ""
+        if caption:
+            captions[video.video_id] = caption
+        else:
+            print(f"zsar predict: warning: no caption for {video.video_id}: "
+                  f"{error or 'empty caption'}; scored without it", file=sys.stderr)
+    return captions
+
+
+# ---------------------------------------------------------------------------
+# Scoring and explaining one video (pure, given the embeddings)
+# ---------------------------------------------------------------------------
+
+
+def predict_video(
+    video: np.ndarray,
+    caption_vector: np.ndarray | None,
+    caption: str | None,
+    model: ClassModel,
+    *,
+    fusion: str,
+    lam: float,
+    top: int,
+    explain: bool,
+) -> dict[str, Any]:
+    from zsar.explain import explain_prediction, explanation_query, similarity_basis
+    from zsar.metrics import rank_classes
+    from zsar.scoring import score_videos
+
+    lam = lam if caption_vector is not None else 0.0
+    scores = score_videos(
+        video[None], model.vectors,
+        captions=None if caption_vector is None else caption_vector[None],
+        fusion=fusion, lam=lam,
+    )[0]
+    ranked = rank_classes(scores[None], top)[0]
+    names, displays = model.classes.names, model.classes.displays
+    result: dict[str, Any] = {
+        "top": [
+            {"class": names[i], "display": displays[i], "score": float(scores[i])}
+            for i in ranked
+        ],
+        "caption": caption,
+    }
+    if explain:
+        result["explanation"] = explain_prediction(
+            ranked=[(names[i], float(scores[i])) for i in ranked[:2]],
+            query=explanation_query(video, caption_vector, fusion=fusion, lam=lam),
+            descriptors=model.descriptors,
+            hierarchy=model.hierarchy,
+            caption=caption,
+            display=model.display,
+            basis=similarity_basis(caption_vector is not None, fusion, lam),
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+
+def _descriptor_line(items: Sequence[Mapping[str, Any]]) -> str:
+    if not items:
+        return "none"
+    return ", ".join(f'"{d["text"]}" ({d["similarity"]:.3f})' for d in items)
+
+
+def format_text(video: str, result: Mapping[str, Any]) -> str:
+    """A block per video: the ranked classes, then the caption and the justification."""
+    width = max(len(c["display"]) for c in result["top"])
+    lines = [video]
+    for rank, item in enumerate(result["top"], 1):
+        lines.append(f"  {rank}. {item['display']:<{width}}  {item['score']:.4f}")
+    if result.get("caption"):
+        lines.append(f'  caption: "{result["caption"]}"')
+    explanation = result.get("explanation")
+    if explanation:
+        display = {c["class"]: c["display"] for c in result["top"]}
+        lines.append(f"  why: {explanation['sentence']}")
+        lines.append(f"  similarities to: {explanation['similarity_to']}")
+        lines.append(
+            f"  top descriptors of {display[explanation['predicted']]}: "
+            f"{_descriptor_line(explanation['predicted_descriptors'])}"
+        )
+        if explanation["runner_up"] is not None:
+            lines.append(
+                f"  top descriptors of {display[explanation['runner_up']]}: "
+                f"{_descriptor_line(explanation['runner_up_descriptors'])}"
+            )
+        if explanation["hierarchy"]:
+            lines.append(f"  hierarchy: {' → '.join(explanation['hierarchy'])}")
+    return "\n".join(lines)
+
+
+def report_failure(video: str, reason: str) -> None:
+    # One line per video, naming the file, so a batch run's log is easy to grep.
+    reason = " ".join(str(reason).split())
+    print(f"zsar predict: error: cannot read {video}: {reason}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    settings: Settings
+    backbone: Any
+    model: ClassModel
+    captioner_entry: dict[str, Any] | None
+    descriptors_path: Path | None
+    device: str
+
+
+def prepare(args: argparse.Namespace) -> Setup:
+    """Everything before the first video; any problem is a PredictError-like exception."""
+    from zsar.backbones import load_backbone
+    from zsar.io import read_json
+    from zsar.registry import get_entry, load_registry
+
+    settings = load_settings(args)
+    results = Path(args.results)
+    classes = resolve_classes(args.classes, results, args.split)
+    descriptors_path = resolve_descriptors(args.descriptors, classes, results, settings.llm)
+    registry = load_registry(args.registry)
+    backbone_entry = get_entry(registry, "backbones", args.backbone)
+    captioner_entry = None
+    if args.captioner != "none":
+        captioner_entry = get_entry(registry, "captioners", args.captioner)
+        if not settings.prompt_set.is_file():
+            raise PredictError(f"caption prompt set {settings.prompt_set} not found (--config)")
+    device = args.device
+    if device == "auto":
+        from zsar.devices import preferred_device
+
+        device = preferred_device()
+    backbone = load_backbone(backbone_entry, args.resources, device)
+    descriptors_json = read_json(descriptors_path) if descriptors_path else None
+    model = build_class_model(classes, descriptors_json, backbone, settings)
+    return Setup(settings, backbone, model, captioner_entry, descriptors_path, device)
+
+
+def decode(videos: Sequence[str], settings: Settings, workers: int):
+    """The frames stage's decoder on the given files: (decoded, [(video, reason)])."""
+    from zsar.frames import decode_videos
+
+    decoded, failed = [], []
+    for video in decode_videos(
+        [(v, v) for v in videos], settings.num_frames, settings.short_side, workers,
+        jpeg_quality=settings.jpeg_quality,
+    ):
+        if video.ok:
+            decoded.append(video)
+        else:
+            failed.append((video.video_id, video.error or "unknown error"))
+            report_failure(video.video_id, video.error or "unknown error")
+    return decoded, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    from zsar.registry import RegistryError
+
+    if args.top < 1:
+        print("zsar predict: error: --top must be at least 1", file=sys.stderr)
+        return EXIT_SETUP
+    try:
+        setup = prepare(args)
+    except (PredictError, RegistryError, OSError, ValueError) as err:
+        print(f"zsar predict: error: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    settings = setup.settings
+    decoded, failed = decode(args.videos, settings, args.workers)
+    embeddings = {d.video_id: video_embedding(d.jpeg, setup.backbone) for d in decoded}
+    captions: dict[str, str] = {}
+    if setup.captioner_entry is not None and decoded:
+        captions = caption_videos(decoded, setup.captioner_entry, args, settings, setup.device)
+    caption_ids = sorted(captions)
+    caption_vectors = dict(
+        zip(caption_ids, setup.backbone.encode_texts([captions[v] for v in caption_ids]).numpy(),
+            strict=True)
+    )
+    results = {}
+    for d in decoded:
+        results[d.video_id] = predict_video(
+            embeddings[d.video_id],
+            caption_vectors.get(d.video_id),
+            captions.get(d.video_id),
+            setup.model,
+            fusion=settings.fusion,
+            lam=settings.lam if setup.captioner_entry is not None else 0.0,
+            top=args.top,
+            explain=args.explain,
+        )
+    if args.json:
+        document = {
+            "backbone": args.backbone,
+            "captioner": None if setup.captioner_entry is None else args.captioner,
+            "descriptors": None if setup.descriptors_path is None else str(setup.descriptors_path),
+            "classes": len(setup.model.classes.names),
+            "kinds": setup.model.kinds,
+            "fusion": settings.fusion if setup.captioner_entry is not None else None,
+            "lambda": settings.lam if setup.captioner_entry is not None else None,
+            "videos": [{"video": v, **results[v]} for v in args.videos if v in results],
+            "errors": [{"video": v, "error": reason} for v, reason in failed],
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        blocks = [format_text(v, results[v]) for v in args.videos if v in results]
+        if blocks:
+            print("\n\n".join(blocks))
+    return EXIT_VIDEO_FAILED if failed else 0
