@@ -86,3 +86,11 @@ def test_malformed_record_is_an_error(missing):
     del rec[missing]
     with pytest.raises(KeyError):
         table_rows([rec])
+
+
+def test_ablation_pivot_shows_gain_over_baseline():
+    full = record(variant="full", run="full", **{"lambda": 0.3})
+    full["mean"] = {"top1": 0.6, "top5": 0.9, "mean_class": 0.55}
+    md = to_markdown(table_rows([record(), full]), "note", [full, record()])
+    assert "| dataset | backbone | baseline | full |" in md
+    assert "| ucf101 | b16 | 50.0 ± 1.0 | 60.0 ± 1.0 (+10.0) |" in md

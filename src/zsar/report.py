@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from zsar.plan import parse_variant_run
-from zsar.tables import format_pct, provenance_footnote, row_key, table_rows
+from zsar.tables import (
+    ablation_pivot,
+    display_cell,
+    provenance_footnote,
+    row_key,
+    table_rows,
+)
 
 # Per-class accuracy with more classes than this shows the worst and best halves only:
 # a bar per class of Kinetics-400 would make a plot no one can read.
@@ -297,33 +303,6 @@ def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric=())
     return "\n".join(lines)
 
 
-def ablation_pivot(
-    records: Sequence[Mapping[str, Any]], metric: str = "top1"
-) -> tuple[list[str], list[list[str]]]:
-    """Rows (dataset, backbone) x columns runs, each cell the metric and its gain over
-    `baseline` in points, e.g. "61.2 (+4.5)"."""
-    records = sorted(records, key=row_key)
-    runs = list(dict.fromkeys(r["run"] for r in records))
-    cells: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
-    for rec in records:
-        cells.setdefault((rec["dataset"], rec["backbone"]), {})[rec["run"]] = rec
-    body = []
-    for (dataset, backbone), by_run in cells.items():
-        base = by_run.get("baseline")
-        row = [dataset, backbone]
-        for run in runs:
-            rec = by_run.get(run)
-            if rec is None:
-                row.append("")
-                continue
-            text = format_pct(rec["mean"][metric], rec["std"][metric], len(rec["splits"]))
-            if base is not None and run != "baseline":
-                text += f" ({100 * (rec['mean'][metric] - base['mean'][metric]):+.1f})"
-            row.append(text)
-        body.append(row)
-    return ["dataset", "backbone", *(r.replace("_lambda", " λ=") for r in runs)], body
-
-
 TABLE_COLUMNS = (
     ("dataset", "dataset"), ("backbone", "backbone"), ("variant", "variant"),
     ("lambda", "λ"), ("fusion", "fusion"), ("splits", "splits"), ("top1", "top-1 %"),
@@ -332,22 +311,13 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-def _table_cell(row: Mapping[str, Any], column: str) -> str:
-    if f"{column}_mean" in row:
-        return format_pct(row[f"{column}_mean"], row[f"{column}_std"], row["splits"])
-    value = row[column]
-    if column == "lambda":
-        return "" if value is None else f"{value:g}"
-    return str(value)
-
-
 def tables_html(records: Sequence[Mapping[str, Any]]) -> str:
     """The benchmark table and the top-1 ablation pivot as one HTML page."""
     rows = table_rows(records)
     numeric = set(range(5, len(TABLE_COLUMNS)))
     full = html_table(
         [label for _, label in TABLE_COLUMNS],
-        ([_table_cell(r, c) for c, _ in TABLE_COLUMNS] for r in rows),
+        ([display_cell(r, c) for c, _ in TABLE_COLUMNS] for r in rows),
         numeric,
     )
     header, pivot = ablation_pivot(records, "top1")

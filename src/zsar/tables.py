@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from zsar.plan import VARIANTS
@@ -74,7 +74,7 @@ def format_pct(mean: float, std: float, splits: int) -> str:
     return f"{text} ± {100 * std:.1f}" if splits > 1 else text
 
 
-def _display(row: Mapping[str, Any], column: str) -> str:
+def display_cell(row: Mapping[str, Any], column: str) -> str:
     if column in METRICS:
         return format_pct(row[f"{column}_mean"], row[f"{column}_std"], row["splits"])
     value = row[column]
@@ -97,11 +97,53 @@ def provenance_footnote(records: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def to_markdown(rows: list[dict[str, Any]], footnote: str) -> str:
-    header = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    body = ["| " + " | ".join(_display(r, c) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(["# zsar results", "", header, rule, *body, "", f"[^1]: {footnote}", ""])
+def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in body),
+    ]
+
+
+def ablation_pivot(
+    records: Sequence[Mapping[str, Any]], metric: str = "top1"
+) -> tuple[list[str], list[list[str]]]:
+    """Rows (dataset, backbone) x columns runs, each cell the metric and its gain over
+    `baseline` in points, e.g. "61.2 (+4.5)"."""
+    records = sorted(records, key=row_key)
+    runs = list(dict.fromkeys(r["run"] for r in records))
+    cells: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+    for rec in records:
+        cells.setdefault((rec["dataset"], rec["backbone"]), {})[rec["run"]] = rec
+    body = []
+    for (dataset, backbone), by_run in cells.items():
+        base = by_run.get("baseline")
+        row = [dataset, backbone]
+        for run in runs:
+            rec = by_run.get(run)
+            if rec is None:
+                row.append("")
+                continue
+            text = format_pct(rec["mean"][metric], rec["std"][metric], len(rec["splits"]))
+            if base is not None and run != "baseline":
+                text += f" ({100 * (rec['mean'][metric] - base['mean'][metric]):+.1f})"
+            row.append(text)
+        body.append(row)
+    return ["dataset", "backbone", *(r.replace("_lambda", " λ=") for r in runs)], body
+
+
+def to_markdown(
+    rows: list[dict[str, Any]], footnote: str, records: Iterable[Mapping[str, Any]] = ()
+) -> str:
+    """The full table, then (given the records) the top-1 ablation pivot."""
+    lines = ["# zsar results", ""]
+    lines += _markdown_table(list(COLUMNS), [[display_cell(r, c) for c in COLUMNS] for r in rows])
+    records = list(records)
+    if records:
+        header, body = ablation_pivot(records, "top1")
+        lines += ["", "## Ablation: top-1 (%), gain over baseline in points", ""]
+        lines += _markdown_table(header, body)
+    return "\n".join([*lines, "", f"[^1]: {footnote}", ""])
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -148,7 +190,7 @@ def to_latex(rows: list[dict[str, Any]], footnote: str) -> str:
         r"\midrule",
     ]
     for row in rows:
-        cells = [_latex_escape(_display(row, c)).replace("±", r"$\pm$") for c in columns]
+        cells = [_latex_escape(display_cell(row, c)).replace("±", r"$\pm$") for c in columns]
         lines.append(" & ".join(cells) + r" \\")
     lines += [
         r"\bottomrule",
@@ -166,6 +208,6 @@ def run_tables_stage(metrics_paths: list[str], *, md: str, csv: str, tex: str) -
     records = [read_json(p) for p in metrics_paths]
     rows = table_rows(records)
     footnote = provenance_footnote(records)
-    write_text(to_markdown(rows, footnote), md)
+    write_text(to_markdown(rows, footnote, records), md)
     write_text(to_csv(rows), csv)
     write_text(to_latex(rows, footnote), tex)

@@ -13,6 +13,7 @@ from zsar.plan import (
     variant_runs,
 )
 from zsar.registry import get_entry
+from zsar.report import report_targets
 
 
 try:
@@ -157,4 +158,5 @@ def final_outputs():
         "results/tables/results.md",
         "results/tables/results.csv",
         "results/tables/results.tex",
+        *report_targets(PLAN.datasets, PLAN.backbones, RUNS),
     ]
