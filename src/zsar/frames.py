@@ -68,8 +68,10 @@ FRAMES_SCHEMA = pa.schema(
     ]
 )
 
-# Videos per Parquet row group: small enough to keep memory flat, large enough to read fast.
-ROW_GROUP_VIDEOS = 64
+# Videos per Parquet row group (about 5 MB of JPEG at 8 frames of 340x256): small enough to
+# keep memory flat and to let the embedding stage's workers read their own videos without
+# reading much of their neighbours', large enough to read fast.
+ROW_GROUP_VIDEOS = 16
 # A decoder that takes longer than this on one video is assumed stuck and is killed.
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -161,7 +163,9 @@ class DecodedVideo:
 
     `frames` are HxWx3 uint8 RGB arrays, already resized; `jpeg` holds the same frames
     JPEG-encoded when the caller asked for it (the frames stage does, so the encoding
-    also runs in the workers). `error` is None exactly when decoding succeeded.
+    also runs in the workers). `size` is the (height, width) of the frames; it stays
+    when `frames` is dropped (decode_video_jpeg_only). `error` is None exactly when
+    decoding succeeded.
     """
 
     video_id: str
@@ -170,6 +174,7 @@ class DecodedVideo:
     num_source_frames: int
     error: str | None = None
     jpeg: list[bytes] | None = None
+    size: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -283,7 +288,26 @@ def decode_video(
             return failed(video_id, describe_error(err, decoder_log(), str(file)))
     frames = _resize(raw, short_side)
     jpeg = None if jpeg_quality is None else [encode_jpeg(f, jpeg_quality) for f in frames]
-    return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg)
+    size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+    return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg, size=size)
+
+
+def decode_video_jpeg_only(
+    video_id: str,
+    path: str,
+    num_frames: int,
+    short_side: int,
+    jpeg_quality: int | None = None,
+) -> DecodedVideo:
+    """decode_video, returning the JPEG frames without the raw arrays.
+
+    The frames stage stores only the JPEGs; the raw frames are about 6x their bytes, and
+    pickling them back through the pool's pipe took about a tenth of a worker's time.
+    """
+    video = decode_video(video_id, path, num_frames, short_side, jpeg_quality)
+    if video.jpeg is not None:
+        video.frames = None
+    return video
 
 
 # ---------------------------------------------------------------- the worker pool
@@ -445,9 +469,10 @@ def _guarded_call(decode_fn, video_id: str, *args) -> DecodedVideo:
 
 def frames_row(video: DecodedVideo) -> dict:
     """A decoded video as a row of the frames shard contract."""
-    if video.jpeg is None or video.frames is None:
+    size = video.size or (video.frames[0].shape[:2] if video.frames else None)
+    if video.jpeg is None or size is None:
         raise ValueError(f"{video.video_id}: no JPEG frames to store")
-    height, width = video.frames[0].shape[:2]
+    height, width = size
     return {
         "video_id": video.video_id,
         "frame_indices": video.frame_indices,
@@ -496,7 +521,13 @@ def run_frames_stage(
     failures: list[dict[str, str]] = []
     rows: list[dict] = []
     decoded = decode_videos(
-        items, num_frames, short_side, workers, jpeg_quality=jpeg_quality, timeout_s=timeout_s
+        items,
+        num_frames,
+        short_side,
+        workers,
+        jpeg_quality=jpeg_quality,
+        timeout_s=timeout_s,
+        decode_fn=decode_video_jpeg_only,
     )
     with (
         contextlib.closing(decoded),

@@ -23,6 +23,6 @@ run_video_embedding_stage(
     snakemake.input.frames,
     snakemake.output[0],
     backbone,
-    workers=max(snakemake.threads - 1, 0),
+    workers=snakemake.threads,
     provenance=provenance({"backbone": entry}, model=entry["name"]),
 )
