@@ -393,7 +393,9 @@ def test_count_as_wrong_reruns_only_scoring_and_keeps_failed_videos_in(bad_run):
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     jobs = scheduled_jobs(dry.stdout + dry.stderr)
     assert jobs.get("score") == len(RUNS), jobs
-    assert set(jobs) <= {"score", "tables", "all"}, jobs
+    # scoring and what is built from scores (explanations, tables, report pages) only
+    downstream = {rule for rule in jobs if rule.startswith("report_")}
+    assert set(jobs) <= {"score", "explain", "tables", "all"} | downstream, jobs
 
     proc = snakemake(bad_run.workdir, "--cores", "2", *bad_run.config_args, *policy)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -420,13 +422,6 @@ def test_count_as_wrong_reruns_only_scoring_and_keeps_failed_videos_in(bad_run):
 # ---------------------------------------------------------------- decoding, unit level
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decord reports decode errors from a background thread, so the readable prefix "
-    "it counts after a failed batch read varies between calls; needs the fallback in "
-    "zsar.frames._read_frames to count and read that prefix deterministically (see the "
-    "issue 9 report)",
-)
 def test_a_partly_corrupt_video_decodes_the_same_every_time(corpus):
     root, _ = corpus
     path = str(root / "videos/broken/corrupt_middle.mp4")

@@ -22,8 +22,9 @@ segment is taken:
 
 L is decord's frame count. If decoding the sampled indices fails (corrupt data, or a
 container that promises more frames than it holds), the frames that actually decode are
-counted by reading the video from its start, L becomes that count, and the indices are
-sampled again once; `num_source_frames` records the L that was used.
+counted by reading the video from its start with PyAV on one thread (so the count is the
+same every time), L becomes that count, and the indices are sampled again once and read
+from that prefix; `num_source_frames` records the L that was used.
 
 Decoding runs in a pool of worker processes. Frames are resized in the worker (aspect
 ratio kept, short side = `short_side`, PIL bilinear), so only small arrays cross the
@@ -208,20 +209,35 @@ def _read_sink(sink) -> str:
     return sink.read().decode(errors="replace")
 
 
-def _count_decodable_frames(path: str) -> int:
-    """Frames that decode when the video is read from its start, stopping at the first error."""
-    import decord
+def _readable_prefix(path: str) -> Iterator:
+    """The frames (PyAV VideoFrames) that decode from the start, up to the first error.
 
-    reader = decord.VideoReader(path, num_threads=1)
-    count = 0
-    while True:
+    Read with PyAV on this thread: decord reports a decode error from a background thread,
+    so where its count of readable frames stops varies from call to call, and a partly
+    corrupt video would give different frames (or fail) from one run to the next.
+    """
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # one decoding order, hence one result
         try:
-            reader.next()
-        except StopIteration:
-            return count
-        except Exception:  # the first undecodable frame ends the readable prefix
-            return count
-        count += 1
+            yield from container.decode(stream)
+        except av.FFmpegError:  # the first undecodable packet ends the readable prefix
+            return
+
+
+def _read_readable_prefix(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int]:
+    """Sampled frames of the readable prefix: one pass counts it, a second keeps N frames."""
+    length = sum(1 for _ in _readable_prefix(path))
+    indices = sample_frame_indices(length, num_frames)  # ValueError for 0 frames
+    wanted, kept = set(indices), {}
+    for i, frame in enumerate(_readable_prefix(path)):
+        if i in wanted:
+            kept[i] = frame.to_ndarray(format="rgb24")
+        if i == indices[-1]:
+            break
+    return np.stack([kept[i] for i in indices]), indices, length
 
 
 def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int]:
@@ -239,12 +255,10 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
         # The container's frame count is a promise, not a fact: fall back to the frames
         # that really decode, and sample those.
         del reader
-        length = _count_decodable_frames(path)
-        if length < 1:
+        try:
+            return _read_readable_prefix(path, num_frames)
+        except Exception:
             raise first_error from None
-        indices = sample_frame_indices(length, num_frames)
-        reader = decord.VideoReader(path, num_threads=1)
-        return reader.get_batch(indices).asnumpy(), indices, length
 
 
 def _resize(frames: np.ndarray, short_side: int) -> list[np.ndarray]:
