@@ -40,6 +40,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
@@ -230,12 +231,17 @@ def _read_name_per_line(path: Path) -> list[str]:
     return [strip_quotes(text) for _, text in numbered_lines(path)]
 
 
-def _read_ssv2_labels_json(path: Path) -> list[str]:
+def _load_json(path: Path) -> Any:
+    """Parse a JSON file; a syntax error names the file and its line."""
     try:
         with _open_text(path) as handle:
-            data = json.load(handle)
+            return json.load(handle)
     except json.JSONDecodeError as err:
         raise _error(path, err.lineno, f"invalid JSON: {err.msg}") from None
+
+
+def _read_ssv2_labels_json(path: Path) -> list[str]:
+    data = _load_json(path)
     if not isinstance(data, dict):
         raise _error(path, 1, "expected a JSON object {template: \"id\"}")
     rows = []
@@ -498,11 +504,7 @@ def parse_ssv2_json(path: Path, labels: Path | None, split: int) -> SplitAnnotat
     classes = read_class_list(_require_labels(labels, f"{path} (SSv2 validation JSON)"))
     exact = _class_index(classes, ssv2_template_key)
     folded = _class_index(classes, lambda n: ssv2_template_key(n).lower())
-    try:
-        with _open_text(path) as handle:
-            items = json.load(handle)
-    except json.JSONDecodeError as err:
-        raise _error(path, err.lineno, f"invalid JSON: {err.msg}") from None
+    items = _load_json(path)
     if not isinstance(items, list):
         raise _error(path, 1, "expected a JSON list of {id, label, template, placeholders}")
     videos = []
