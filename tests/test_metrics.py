@@ -24,7 +24,7 @@ def test_rank_ties_go_to_lower_class_id():
 
 
 def test_accuracies_by_hand():
-    m = accuracy_metrics(SCORES, LABELS, topk=5)
+    m = accuracy_metrics(SCORES, LABELS)
     assert m["top1"] == pytest.approx(2 / 5)
     # top-5 hits: videos 0, 1, 2, 4 -> 4/5
     assert m["top5"] == pytest.approx(4 / 5)
@@ -34,14 +34,14 @@ def test_accuracies_by_hand():
 
 def test_invalid_rows_count_as_wrong_whatever_their_scores():
     valid = np.array([False, True, True, True, True])
-    m = accuracy_metrics(SCORES, LABELS, topk=5, valid=valid)
+    m = accuracy_metrics(SCORES, LABELS, valid=valid)
     assert m["top1"] == pytest.approx(1 / 5)
     assert m["top5"] == pytest.approx(3 / 5)
     assert m["mean_class"] == pytest.approx((0.5 + 0 + 0 + 0) / 4)
 
 
 def test_topk_larger_than_classes_is_all():
-    m = accuracy_metrics(SCORES[:, :3], np.array([0, 1, 2, 0, 1]), topk=5)
+    m = accuracy_metrics(SCORES[:, :3], np.array([0, 1, 2, 0, 1]))
     assert m["top5"] == 1.0
 
 

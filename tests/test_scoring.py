@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from zsar.plan import VARIANTS
-from zsar.scoring import build_class_vectors, score_videos, variant_weights
+from zsar.method import FUSIONS, VARIANTS, kind_weights
+from zsar.scoring import build_class_vectors, score_videos
 
 KINDS = ["name", "attribute", "description", "hierarchy"]
 
@@ -74,7 +74,7 @@ def reference_scores(v, c, t, lam, fusion):
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-@pytest.mark.parametrize("fusion", ["embedding", "score"])
+@pytest.mark.parametrize("fusion", list(FUSIONS))
 def test_every_variant_and_fusion_matches_reference(variant, fusion):
     rng = np.random.default_rng(1)
     dim, num_classes, num_videos, lam = 12, 5, 9, 0.35
@@ -84,22 +84,21 @@ def test_every_variant_and_fusion_matches_reference(variant, fusion):
     t = unit(rng.normal(size=(num_videos, dim)))
 
     spec = VARIANTS[variant]
-    w = variant_weights(spec["kinds"], weights)
+    w = kind_weights(spec.kinds, weights)
     classes = build_class_vectors(vectors, owners, kinds, num_classes, w)
-    got = score_videos(
-        v, classes, captions=t if spec["caption"] else None, fusion=fusion, lam=lam
-    )
+    got = score_videos(v, classes, captions=t if spec.caption else None, fusion=fusion, lam=lam)
     ref_classes = np.array([reference_class_vector(tb, w, dim) for tb in by_class])
-    want = reference_scores(v, ref_classes, t if spec["caption"] else None, lam, fusion)
+    want = reference_scores(v, ref_classes, t if spec.caption else None, lam, fusion)
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_variants_differ_where_they_should():
     """Guards the variant table itself: kinds and caption flags are not all the same."""
-    assert VARIANTS["baseline"] == {"kinds": ["name"], "caption": False}
-    assert set(VARIANTS["full"]["kinds"]) == set(KINDS) and VARIANTS["full"]["caption"]
-    assert "hierarchy" in VARIANTS["+hierarchy"]["kinds"]
-    assert VARIANTS["+caption"]["caption"] and VARIANTS["+caption"]["kinds"] == ["name"]
+    baseline, full = VARIANTS["baseline"], VARIANTS["full"]
+    assert baseline.kinds == ("name",) and not baseline.caption and not baseline.uses_descriptors
+    assert set(full.kinds) == set(KINDS) and full.caption
+    assert VARIANTS["+hierarchy"].descriptor_kinds == ("hierarchy",)
+    assert VARIANTS["+caption"].caption and VARIANTS["+caption"].kinds == ("name",)
 
 
 def test_video_without_caption_is_scored_on_vision_alone():

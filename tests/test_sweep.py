@@ -15,7 +15,7 @@ import pytest
 import yaml
 from workflow_helpers import BENCHMARK_LISTS, REPO, copy_workflow, snakemake
 
-from zsar.plan import VARIANTS
+from zsar.method import VARIANTS
 from zsar.registry import load_registry
 
 SWEEP = REPO / "config" / "sweeps" / "paper.yaml"

@@ -32,16 +32,14 @@ from typing import Any, Protocol
 import yaml
 
 from zsar.io import write_json
+from zsar.method import DESCRIPTOR_KINDS, KINDS
 from zsar.provenance import provenance
 from zsar.registry import model_dir
 
 LOGGER = logging.getLogger(__name__)
 
-DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
-# Record field of each kind of descriptor text.
-KIND_FIELDS = {"attribute": "attributes", "description": "descriptions", "hierarchy": "hierarchy"}
-# How a hierarchy becomes one context prompt: "sports → ball sports → basketball".
-HIERARCHY_SEPARATOR = " → "
+# Record field of each kind of descriptor text (the kinds are zsar.method's).
+KIND_FIELDS = {kind: KINDS[kind].field for kind in DESCRIPTOR_KINDS}
 # A rejected answer is quoted back in the repair prompt; past this it only costs context.
 MAX_QUOTED_ANSWER = 2000
 MAX_ERROR_TEXT = 400
@@ -155,8 +153,7 @@ def parse_answer(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
 
 def fallback_record(reason: str) -> dict[str, Any]:
     """A class that falls back to its name: no descriptor texts, and why."""
-    return {"attributes": [], "descriptions": [], "hierarchy": [], "fallback": True,
-            "reason": reason}
+    return {**{field: [] for field in KIND_FIELDS.values()}, "fallback": True, "reason": reason}
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -569,22 +566,19 @@ def _apply_template(template: str, class_display: str, text: str) -> str:
 def descriptor_texts(
     class_descriptors: Mapping[str, Any], class_display: str, templates: Mapping[str, str]
 ) -> dict[str, list[str]]:
-    """The sentences to embed for one class, per kind (attribute, description, hierarchy).
+    """The sentences to embed for one class, per descriptor kind (zsar.method.KINDS).
 
     Each attribute and description is put in its template ("{class}, which involves {text}",
     "{class}: {text}"); the hierarchy is one context prompt, its levels joined root to leaf
     ("sports → ball sports → basketball") and put in the hierarchy template ("{text}").
     A fallback class has no descriptor texts: every list is empty.
     """
-    hierarchy = list(class_descriptors.get("hierarchy") or [])
-    texts_by_kind = {
-        "attribute": list(class_descriptors.get("attributes") or []),
-        "description": list(class_descriptors.get("descriptions") or []),
-        "hierarchy": [HIERARCHY_SEPARATOR.join(hierarchy)] if hierarchy else [],
-    }
     return {
-        kind: [_apply_template(templates[kind], class_display, t) for t in texts]
-        for kind, texts in texts_by_kind.items()
+        kind: [
+            _apply_template(templates[kind], class_display, text)
+            for text in KINDS[kind].texts(class_descriptors)
+        ]
+        for kind in DESCRIPTOR_KINDS
     }
 
 

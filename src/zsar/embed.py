@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from zsar.io import ParquetStreamWriter, read_json, write_parquet
+from zsar.method import DESCRIPTOR_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +389,7 @@ def class_text_records(
         display = displays[name]
         records.append(("name", name, NAME_PROMPT.format(display)))
         texts = descriptor_texts(per_class.get(name, {}), display, templates)
-        for kind in ("attribute", "description", "hierarchy"):
+        for kind in DESCRIPTOR_KINDS:
             records += [(kind, name, text) for text in texts.get(kind, [])]
     return records
 

@@ -4,34 +4,26 @@ For each evaluated video the record holds the predicted class and the runner-up 
 their scores, the caption, the top descriptors of both classes with their similarity
 to the video, the hierarchy path, and a sentence tying these together.
 
-Which "video" the descriptor similarities are measured against follows the run's
-scoring, so that a descriptor's similarity is exactly its share in the class score:
-- no caption fused (λ = 0, a variant without caption, or this video's caption failed):
-  the video embedding v, similarity = cos(v, d);
-- embedding-level fusion: the fused embedding v' = normalize((1-λ)v + λt), similarity =
-  cos(v', d);
-- score-level fusion: similarity = (1-λ)cos(v, d) + λcos(t, d), which, all vectors being
-  unit length, is the dot product of d with the unnormalised (1-λ)v + λt.
-So in every mode the similarity is `query · d` for one query vector (`explanation_query`),
-and the class score is the (weighted, normalised) mean of those similarities.
+Descriptor similarities are measured against the run's own fusion query q (zsar.method):
+a class's score is q · c_k, so a descriptor's similarity q · d is exactly its share in the
+class score. Without a caption (λ = 0, a variant without caption, or this video's caption
+failed) q is the video embedding v itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from zsar.scoring import normalize
+from zsar.io import vector_matrix, vectors_by_key
+from zsar.method import HIERARCHY_SEPARATOR, VARIANTS, fusion_query
 
-# Kinds of class text that are descriptors (the name prompt is not a descriptor).
-DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
 TOP_DESCRIPTORS = 3
 # The caption is quoted in full in its own field; the sentence keeps it short.
 SENTENCE_CAPTION_CHARS = 120
-HIERARCHY_ARROW = " → "
 
 
 @dataclass(frozen=True)
@@ -47,30 +39,13 @@ class ClassDescriptors:
         return cls((), (), np.zeros((0, dim), dtype=np.float32))
 
 
-def _query_embedding_fusion(video: np.ndarray, caption: np.ndarray, lam: float) -> np.ndarray:
-    return normalize((1.0 - lam) * video + lam * caption)
-
-
-def _query_score_fusion(video: np.ndarray, caption: np.ndarray, lam: float) -> np.ndarray:
-    # Not normalised on purpose: dot products with it are (1-λ)cos(v,d) + λcos(t,d).
-    return (1.0 - lam) * video + lam * caption
-
-
-QUERIES: dict[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]] = {
-    "embedding": _query_embedding_fusion,
-    "score": _query_score_fusion,
-}
-
-
 def explanation_query(
     video: np.ndarray, caption: np.ndarray | None = None, *, fusion: str = "embedding",
     lam: float = 0.0,
 ) -> np.ndarray:
     """The vector whose dot product with a text embedding is the run's similarity to it."""
-    video = np.asarray(video, dtype=np.float64)
-    if caption is None or lam == 0:
-        return video
-    return QUERIES[fusion](video, np.asarray(caption, dtype=np.float64), lam)
+    captions = None if caption is None else np.asarray(caption)[None]
+    return fusion_query(np.asarray(video)[None], captions, fusion=fusion, lam=lam)[0]
 
 
 def similarity_basis(has_caption: bool, fusion: str, lam: float) -> str:
@@ -137,7 +112,7 @@ def explanation_sentence(record: Mapping[str, Any], display: Mapping[str, str]) 
         clauses.append("the score rests on the class name alone")
     sentence = f"{head}: {', and '.join(clauses)}"
     if record.get("hierarchy"):
-        sentence += f"; context: {HIERARCHY_ARROW.join(record['hierarchy'])}"
+        sentence += f"; context: {HIERARCHY_SEPARATOR.join(record['hierarchy'])}"
     return sentence + "."
 
 
@@ -275,25 +250,12 @@ def _by_key(table, key: str, value: str) -> dict[str, Any]:
     return dict(zip(table.column(key).to_pylist(), table.column(value).to_pylist(), strict=True))
 
 
-def _vector_matrix(table) -> np.ndarray:
-    """The `vector` column as one [N, D] float32 array: no Python float per value, which
-    for a large benchmark's video embeddings would cost gigabytes."""
-    if table.num_rows == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
-
-
-def _vectors_by_key(table, key: str) -> dict[str, np.ndarray]:
-    return dict(zip(table.column(key).to_pylist(), _vector_matrix(table), strict=True))
-
-
 def _text_rows(table) -> list[dict[str, Any]]:
     """Text-embedding rows (kind, owner, text) with their vectors as numpy rows."""
     columns = [table.column(c).to_pylist() for c in ("kind", "owner", "text")]
     return [
         {"kind": kind, "owner": owner, "text": text, "vector": vector}
-        for kind, owner, text, vector in zip(*columns, _vector_matrix(table), strict=True)
+        for kind, owner, text, vector in zip(*columns, vector_matrix(table), strict=True)
     ]
 
 
@@ -319,28 +281,26 @@ def run_explain_stage(
     import pyarrow.parquet as pq
 
     from zsar.io import read_json, read_provenance, write_parquet
-    from zsar.plan import VARIANTS
 
     variant = VARIANTS[params["variant"]]
-    lam = float(params["lambda"]) if variant["caption"] else 0.0
+    lam = float(params["lambda"]) if variant.caption else 0.0
     fusion = params["fusion"]
     classes = pq.read_table(inputs["classes"]).to_pylist()
     names = {(c["split"], c["class_id"]): c["name"] for c in classes}
     displays = {c["name"]: c["display_name"] for c in classes}
     descriptors_json = read_json(inputs["descriptors"])
-    kinds = [k for k in variant["kinds"] if k in DESCRIPTOR_KINDS]
     descriptors = descriptors_by_class(
         _text_rows(pq.read_table(inputs["class_texts"])),
-        kinds,
+        variant.descriptor_kinds,
         shown_descriptor_texts(descriptors_json, displays, templates),
     )
     hierarchy = hierarchy_paths(descriptors_json)
-    videos = _vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
-                             "video_id")
+    videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
+                            "video_id")
     caption_vectors: dict[str, Any] = {}
     caption_texts: dict[str, Any] = {}
-    if variant["caption"]:
-        caption_vectors = _vectors_by_key(pq.read_table(inputs["captions"]), "owner")
+    if variant.caption:
+        caption_vectors = vectors_by_key(pq.read_table(inputs["captions"]), "owner")
         caption_texts = _by_key(pq.read_table(inputs["caption_texts"]), "video_id", "caption")
 
     scores = pq.read_table(inputs["scores"]).to_pylist()

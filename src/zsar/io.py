@@ -131,6 +131,25 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
+def vector_matrix(table: pa.Table, column: str = "vector"):
+    """A list<float> column as one [N, D] float32 numpy array.
+
+    No Python float per value: for a large benchmark's embeddings that would cost about
+    30 bytes per value instead of 4, i.e. gigabytes.
+    """
+    import numpy as np
+
+    if table.num_rows == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(table.num_rows, -1)
+
+
+def vectors_by_key(table: pa.Table, key: str) -> dict[str, Any]:
+    """key -> its row of `vector_matrix(table)` (rows are views, not copies)."""
+    return dict(zip(table.column(key).to_pylist(), vector_matrix(table), strict=True))
+
+
 def failures_table(records: list[dict[str, str]]) -> pa.Table:
     """Failures as the `failures.parquet` contract: video_id, stage, reason."""
     return pa.Table.from_pylist(records, schema=FAILURE_SCHEMA)

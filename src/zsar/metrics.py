@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The accuracies every metrics record holds, whatever `scoring.topk` is (topk sets how many
+# ranked classes a scores row keeps). Tables and the report read these keys from here.
+METRICS = ("top1", "top5", "mean_class")
+
 
 def rank_classes(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the top-k classes per row, best first, ties broken by lower class id."""
@@ -34,22 +38,22 @@ def mean_class_accuracy(correct: np.ndarray, labels: np.ndarray) -> float:
 
 
 def accuracy_metrics(
-    scores: np.ndarray, labels: np.ndarray, *, topk: int = 5, valid: np.ndarray | None = None
+    scores: np.ndarray, labels: np.ndarray, *, valid: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Top-1, top-k and mean-class accuracy, as fractions.
+    """Top-1, top-5 and mean-class accuracy (METRICS), as fractions.
 
     Rows where `valid` is False (videos that failed, under the count_as_wrong policy)
     are counted as misclassified, in every metric, whatever their score row holds.
     """
     labels = np.asarray(labels)
     if len(labels) == 0:
-        return {"top1": float("nan"), f"top{topk}": float("nan"), "mean_class": float("nan")}
+        return {key: float("nan") for key in METRICS}
     valid = np.ones(len(labels), bool) if valid is None else np.asarray(valid, bool)
     top1 = topk_correct(scores, labels, 1) & valid
-    hits = topk_correct(scores, labels, topk) & valid
+    top5 = topk_correct(scores, labels, 5) & valid
     return {
         "top1": float(top1.mean()),
-        f"top{topk}": float(hits.mean()),
+        "top5": float(top5.mean()),
         "mean_class": mean_class_accuracy(top1, labels),
     }
 

@@ -16,17 +16,8 @@ from typing import Any
 
 import yaml
 
+from zsar.method import VARIANTS
 from zsar.registry import RegistryError, get_entry, load_registry
-
-# Variants of the ablation (DESIGN.md): which kinds of class text they use, and whether
-# the caption is fused in. A variant is data; scoring reads it from here.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "baseline": {"kinds": ["name"], "caption": False},
-    "+descriptors": {"kinds": ["name", "attribute", "description"], "caption": False},
-    "+hierarchy": {"kinds": ["name", "hierarchy"], "caption": False},
-    "+caption": {"kinds": ["name"], "caption": True},
-    "full": {"kinds": ["name", "attribute", "description", "hierarchy"], "caption": True},
-}
 
 
 class ConfigError(ValueError):
@@ -177,7 +168,7 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
     _check_model(registry, "llms", config["descriptors"]["llm"], "descriptors.llm")
 
     variants = tuple(
-        v for v in config["scoring"]["variants"] if captioner or not VARIANTS[v]["caption"]
+        v for v in config["scoring"]["variants"] if captioner or not VARIANTS[v].caption
     )
     return RunPlan(
         datasets=datasets,
@@ -204,7 +195,7 @@ def variant_runs(variants: tuple[str, ...] | list[str], lambda_values: list[floa
     """
     runs = []
     for variant in variants:
-        if VARIANTS[variant]["caption"] and len(lambda_values) > 1:
+        if VARIANTS[variant].caption and len(lambda_values) > 1:
             runs += [f"{variant}_lambda{lam:g}" for lam in lambda_values]
         else:
             runs.append(variant)

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from zsar.method import HIERARCHY_SEPARATOR
+
 # Used only where --config does not exist; the same values as config/config.yaml.
 BUILTIN_SETTINGS: dict[str, Any] = {
     "frames": {"num_frames": 8, "short_side": 256, "jpeg_quality": 90},
@@ -54,7 +56,6 @@ BUILTIN_SETTINGS: dict[str, Any] = {
         "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
     },
 }
-DESCRIPTOR_KINDS = ("attribute", "description", "hierarchy")
 EXIT_VIDEO_FAILED = 1
 EXIT_SETUP = 2
 
@@ -82,7 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per video (default: the config's, 8)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
                         help="caption weight λ (default: the config's first λ)")
-    parser.add_argument("--fusion", choices=("embedding", "score"), default=None,
+    from zsar.method import FUSIONS
+
+    parser.add_argument("--fusion", choices=list(FUSIONS), default=None,
                         help="caption fusion (default: the config's)")
     parser.add_argument("--config", default="config/config.yaml",
                         help="workflow config for templates, weights and frame settings")
@@ -239,13 +242,16 @@ def build_class_model(classes: ClassList, descriptors_json, backbone, settings) 
     """Class vectors exactly as the embedding and scoring stages build them."""
     from zsar.embed import class_text_records, embed_text_records
     from zsar.explain import descriptors_by_class, hierarchy_paths, shown_descriptor_texts
-    from zsar.scoring import split_class_vectors, variant_weights
+    from zsar.method import KINDS, kind_weights
+    from zsar.scoring import split_class_vectors
 
     descriptors_json = descriptors_json or {}
     records = class_text_records(classes.as_table(), descriptors_json, settings.templates)
     table = embed_text_records(records, backbone)
-    kinds = ["name", *DESCRIPTOR_KINDS] if descriptors_json else ["name"]
-    weights = variant_weights(kinds, settings.weights)
+    # Every kind when there are descriptors (the `full` variant's class vectors), else the
+    # name alone (`baseline`'s).
+    kinds = list(KINDS) if descriptors_json else ["name"]
+    weights = kind_weights(kinds, settings.weights)
     display = dict(zip(classes.names, classes.displays, strict=True))
     return ClassModel(
         classes=classes,
@@ -253,7 +259,7 @@ def build_class_model(classes: ClassList, descriptors_json, backbone, settings) 
         kinds=kinds,
         descriptors=descriptors_by_class(
             table.to_pylist(),
-            [k for k in kinds if k in DESCRIPTOR_KINDS],
+            [k for k in kinds if KINDS[k].is_descriptor],
             shown_descriptor_texts(descriptors_json, display, settings.templates),
         ),
         hierarchy=hierarchy_paths(descriptors_json),
@@ -371,7 +377,7 @@ def format_text(video: str, result: Mapping[str, Any]) -> str:
                 f"{_descriptor_line(explanation['runner_up_descriptors'])}"
             )
         if explanation["hierarchy"]:
-            lines.append(f"  hierarchy: {' → '.join(explanation['hierarchy'])}")
+            lines.append(f"  hierarchy: {HIERARCHY_SEPARATOR.join(explanation['hierarchy'])}")
     return "\n".join(lines)
 
 

@@ -18,12 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from zsar.method import HIERARCHY_SEPARATOR
 from zsar.plan import parse_variant_run
 from zsar.tables import (
+    COLUMN_LABELS,
+    COLUMNS,
     ablation_pivot,
     display_cell,
     provenance_footnote,
     row_key,
+    run_label,
     table_rows,
 )
 
@@ -221,18 +225,13 @@ def plot_per_class(rows: list[tuple[str, float, int]], title: str, hidden: int =
     return fig
 
 
-def run_label(record: Mapping[str, Any]) -> str:
-    """The run as the ablation chart names it: the variant, with λ where it was swept."""
-    return record["run"].replace("_lambda", " λ=")
-
-
 def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
     """Grouped bars: one group per run (variant order), one bar per backbone, two metrics."""
     records = sorted(records, key=row_key)
     runs = list(dict.fromkeys(r["run"] for r in records))
     backbones = sorted({r["backbone"] for r in records})
     by_key = {(r["run"], r["backbone"]): r for r in records}
-    labels = {r["run"]: run_label(r) for r in records}
+    labels = {r["run"]: run_label(r["run"]) for r in records}
     fig = _figure(max(6.0, 1.1 * len(runs) * max(1, len(backbones)) + 3.0), 4.2)
     width = 0.8 / max(1, len(backbones))
     fallbacks = max((r.get("descriptor_fallbacks", 0) for r in records), default=0)
@@ -303,21 +302,13 @@ def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric=())
     return "\n".join(lines)
 
 
-TABLE_COLUMNS = (
-    ("dataset", "dataset"), ("backbone", "backbone"), ("variant", "variant"),
-    ("lambda", "λ"), ("fusion", "fusion"), ("splits", "splits"), ("top1", "top-1 %"),
-    ("top5", "top-5 %"), ("mean_class", "mean-class %"), ("evaluated", "evaluated"),
-    ("excluded", "excluded"), ("descriptor_fallbacks", "descriptor fallbacks"),
-)  # fmt: skip
-
-
 def tables_html(records: Sequence[Mapping[str, Any]]) -> str:
     """The benchmark table and the top-1 ablation pivot as one HTML page."""
     rows = table_rows(records)
-    numeric = set(range(5, len(TABLE_COLUMNS)))
+    numeric = set(range(COLUMNS.index("splits"), len(COLUMNS)))
     full = html_table(
-        [label for _, label in TABLE_COLUMNS],
-        ([display_cell(r, c) for c, _ in TABLE_COLUMNS] for r in rows),
+        [COLUMN_LABELS.get(c, c) for c in COLUMNS],
+        ([display_cell(r, c) for c in COLUMNS] for r in rows),
         numeric,
     )
     header, pivot = ablation_pivot(records, "top1")
@@ -360,7 +351,7 @@ def _explanation_card(row: Mapping[str, Any], thumbnail: bytes | None) -> str:
     if row.get("caption"):
         lines.append(f"<p>caption: “{_esc(row['caption'])}”</p>")
     if row.get("hierarchy"):
-        lines.append(f"<p>hierarchy: {_esc(' → '.join(row['hierarchy']))}</p>")
+        lines.append(f"<p>hierarchy: {_esc(HIERARCHY_SEPARATOR.join(row['hierarchy']))}</p>")
     lines.append(f"<p class=\"muted\">similarity to: {_esc(row['similarity_to'])}</p>")
     lines.append(f"<h4>top descriptors of {_esc(row['predicted'])}</h4>")
     lines.append(_descriptor_list(row.get("predicted_descriptors") or []))

@@ -1,28 +1,21 @@
-"""Class vectors and fusion: the method's scoring, as pure functions on arrays.
+"""Scoring: class vectors, fused scores and metrics, as pure functions on arrays.
 
-The reference formula (DESIGN.md):
-- video  v = normalize(mean over frames of E_img(frame))          (done by zsar.embed)
-- caption t = normalize(E_txt(caption))
-- class  c_k = normalize(sum over kinds of w_kind * mean over that kind's texts of E_txt(text))
-- fusion, embedding level: v' = normalize((1-λ)v + λt), s_k = cos(v', c_k)
-         score level:      s_k = (1-λ)cos(v, c_k) + λcos(t, c_k)
-A kind with weight 0, or a class with no text of a kind, simply contributes nothing.
+The formula and the fusion modes are defined once in zsar.method; this module applies
+them: c_k from the class texts of the kinds a variant uses (a kind with weight 0, or a
+class with no text of a kind, contributes nothing), then s_k = q · c_k with the fusion's
+query q.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-KINDS = ("name", "attribute", "description", "hierarchy")
-
-
-def normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """L2-normalise along `axis`; an all-zero vector stays zero instead of becoming NaN."""
-    norm = np.linalg.norm(x, axis=axis, keepdims=True)
-    return x / np.where(norm == 0, 1.0, norm)
+from zsar.io import vector_matrix, vectors_by_key
+from zsar.method import VARIANTS, fusion_query, kind_weights, normalize  # noqa: F401
 
 
 def build_class_vectors(
@@ -52,27 +45,6 @@ def build_class_vectors(
     return normalize(out)
 
 
-def fuse_embeddings(
-    videos: np.ndarray, classes: np.ndarray, captions: np.ndarray, lam: float
-) -> np.ndarray:
-    """Embedding-level fusion: s = cos(normalize((1-λ)v + λt), c)."""
-    fused = normalize((1.0 - lam) * videos + lam * captions)
-    return fused @ classes.T
-
-
-def fuse_scores(
-    videos: np.ndarray, classes: np.ndarray, captions: np.ndarray, lam: float
-) -> np.ndarray:
-    """Score-level fusion: s = (1-λ)cos(v, c) + λcos(t, c)."""
-    return (1.0 - lam) * (videos @ classes.T) + lam * (captions @ classes.T)
-
-
-FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]] = {
-    "embedding": fuse_embeddings,
-    "score": fuse_scores,
-}
-
-
 def score_videos(
     videos: np.ndarray,
     classes: np.ndarray,
@@ -87,55 +59,30 @@ def score_videos(
     A video without a caption (its caption failed) is scored on its visual embedding
     alone, i.e. with λ = 0 for that video, rather than dropped.
     """
-    videos = videos.astype(np.float64)
-    classes = classes.astype(np.float64)
-    if captions is None or lam == 0:
-        return videos @ classes.T
-    captions = captions.astype(np.float64)
-    fused = FUSIONS[fusion](videos, classes, captions, lam)
-    if has_caption is not None and not has_caption.all():
-        fused[~has_caption] = videos[~has_caption] @ classes.T
-    return fused
+    videos = np.asarray(videos, dtype=np.float64)
+    query = fusion_query(videos, captions, fusion=fusion, lam=lam)
+    if has_caption is not None and query is not videos:
+        query[~has_caption] = videos[~has_caption]
+    return query @ np.asarray(classes, dtype=np.float64).T
 
 
 # ---------------------------------------------------------------------------
 # I/O edge: the score rule's inputs (Parquet/JSON contracts) -> scores Parquet + metrics JSON.
 # ---------------------------------------------------------------------------
 
-SCORES_SCHEMA_FIELDS = [
-    ("split", "int32"),
-    ("video_id", "string"),
-    ("true_class", "int32"),
-    ("predicted_class", "int32"),
-    ("predicted_name", "string"),
-    ("topk_classes", "list<int32>"),
-    ("topk_scores", "list<float32>"),
-    ("correct", "bool"),
-    ("status", "string"),
-]
-
-
-def _scores_schema():
-    import pyarrow as pa
-
-    types = {
-        "int32": pa.int32(),
-        "string": pa.string(),
-        "bool": pa.bool_(),
-        "list<int32>": pa.list_(pa.int32()),
-        "list<float32>": pa.list_(pa.float32()),
-    }
-    return pa.schema([(name, types[t]) for name, t in SCORES_SCHEMA_FIELDS])
-
-
-def _vectors_by_key(table, key: str) -> dict[str, np.ndarray]:
-    return dict(
-        zip(
-            table.column(key).to_pylist(),
-            np.asarray(table.column("vector").to_pylist(), dtype=np.float32),
-            strict=True,
-        )
-    )
+SCORES_SCHEMA = pa.schema(
+    [
+        ("split", pa.int32()),
+        ("video_id", pa.string()),
+        ("true_class", pa.int32()),
+        ("predicted_class", pa.int32()),
+        ("predicted_name", pa.string()),
+        ("topk_classes", pa.list_(pa.int32())),
+        ("topk_scores", pa.list_(pa.float32())),
+        ("correct", pa.bool_()),
+        ("status", pa.string()),
+    ]
+)
 
 
 def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[str, float]):
@@ -144,15 +91,10 @@ def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[st
     owners_all = class_texts.column("owner").to_pylist()
     keep = [i for i, owner in enumerate(owners_all) if owner in index]
     table = class_texts.take(keep)
-    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    vectors = vector_matrix(table)
     owners = np.asarray([index[o] for o in table.column("owner").to_pylist()], dtype=np.int64)
     kinds = np.asarray(table.column("kind").to_pylist())
     return build_class_vectors(vectors, owners, kinds, len(class_names), weights)
-
-
-def variant_weights(kinds: list[str], weights: Mapping[str, float]) -> dict[str, float]:
-    """The configured weights restricted to the kinds a variant uses."""
-    return {kind: float(weights[kind]) for kind in kinds}
 
 
 def _video_status(row_exists: bool, has_embedding: bool) -> str:
@@ -197,7 +139,7 @@ def score_split(
         scores = np.vstack([scores, np.zeros((len(lost), len(class_names)))])
         labels = np.concatenate([labels, [r["class_id"] for r in lost]]).astype(np.int64)
         valid = np.concatenate([valid, np.zeros(len(lost), bool)])
-    metrics = accuracy_metrics(scores, labels, topk=topk, valid=valid)
+    metrics = accuracy_metrics(scores, labels, valid=valid)
     counts = {
         "videos": len(split_rows),
         "evaluated": len(evaluated),
@@ -248,11 +190,11 @@ def score_split(
     return rows, {**metrics, "counts": counts}
 
 
-def summarise_splits(per_split: dict[int, dict[str, Any]], topk: int) -> dict[str, Any]:
+def summarise_splits(per_split: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std over splits of each accuracy, and summed counts."""
-    from zsar.metrics import mean_std
+    from zsar.metrics import METRICS, mean_std
 
-    keys = ["top1", f"top{topk}", "mean_class"]
+    keys = METRICS
     summary: dict[str, Any] = {"mean": {}, "std": {}}
     for key in keys:
         mean, std = mean_std([per_split[s][key] for s in sorted(per_split)])
@@ -276,22 +218,21 @@ def run_scoring_stage(
     run: str,
 ) -> dict[str, Any]:
     """Score every split of a dataset for one backbone and variant run."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from zsar.io import read_json, write_json, write_parquet
-    from zsar.plan import VARIANTS
     from zsar.provenance import provenance
 
     variant = VARIANTS[params["variant"]]
     manifest = pq.read_table(inputs["manifest"]).to_pylist()
     classes = pq.read_table(inputs["classes"]).to_pylist()
-    videos = _vectors_by_key(pq.read_table(inputs["videos"]), "video_id")
+    videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
+                            "video_id")
     class_texts = pq.read_table(inputs["class_texts"])
     captions = None
-    if variant["caption"]:
-        captions = _vectors_by_key(pq.read_table(inputs["captions"]), "owner")
-    weights = variant_weights(variant["kinds"], params["weights"])
+    if variant.caption:
+        captions = vectors_by_key(pq.read_table(inputs["captions"]), "owner")
+    weights = kind_weights(variant.kinds, params["weights"])
     descriptors = read_json(inputs["descriptors"])
 
     all_rows: list[dict] = []
@@ -314,7 +255,7 @@ def run_scoring_stage(
             class_vectors,
             captions,
             fusion=params["fusion"],
-            lam=params["lambda"] if variant["caption"] else 0.0,
+            lam=params["lambda"] if variant.caption else 0.0,
             topk=params["topk"],
             failure_policy=params["failure_policy"],
         )
@@ -328,11 +269,11 @@ def run_scoring_stage(
         "run": run,
         "variant": params["variant"],
         "fusion": params["fusion"],
-        "lambda": params["lambda"] if variant["caption"] else None,
+        "lambda": params["lambda"] if variant.caption else None,
         "weights": weights,
         "failure_policy": params["failure_policy"],
         "splits": {str(s): m for s, m in per_split.items()},
-        **summarise_splits(per_split, params["topk"]),
+        **summarise_splits(per_split),
         "descriptor_fallbacks": fallbacks,
         "provenance": provenance(
             {"params": dict(params), "backbone": dict(backbone)},
@@ -344,7 +285,7 @@ def run_scoring_stage(
             },
         ),
     }
-    table = pa.Table.from_pylist(all_rows, schema=_scores_schema())
+    table = pa.Table.from_pylist(all_rows, schema=SCORES_SCHEMA)
     write_parquet(table, scores_path, record["provenance"])
     write_json(record, metrics_path)
     return record

@@ -12,7 +12,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from zsar.plan import VARIANTS
+from zsar.method import VARIANTS
+from zsar.metrics import METRICS
 from zsar.provenance import config_hash
 
 COLUMNS = (
@@ -22,15 +23,25 @@ COLUMNS = (
     "lambda",
     "fusion",
     "splits",
-    "top1",
-    "top5",
-    "mean_class",
+    *METRICS,
     "evaluated",
     "excluded",
     "descriptor_fallbacks",
 )
-METRICS = ("top1", "top5", "mean_class")
 VARIANT_ORDER = {name: i for i, name in enumerate(VARIANTS)}
+# Header words of the HTML table, where a column name would read badly.
+COLUMN_LABELS = {
+    "lambda": "λ",
+    "top1": "top-1 %",
+    "top5": "top-5 %",
+    "mean_class": "mean-class %",
+    "descriptor_fallbacks": "descriptor fallbacks",
+}
+
+
+def run_label(run: str) -> str:
+    """A run's name as tables and plots show it: the variant, with λ where it was swept."""
+    return run.replace("_lambda", " λ=")
 
 
 def row_key(record: Mapping[str, Any]) -> tuple:
@@ -56,7 +67,7 @@ def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "fusion": rec["fusion"] if rec.get("lambda") is not None else "",
             "splits": len(rec["splits"]),
             "evaluated": rec["counts"]["evaluated"],
-            "excluded": rec["counts"].get("excluded", 0) + rec["counts"].get("counted_as_wrong", 0),
+            "excluded": rec["counts"].get("excluded", 0),
             "descriptor_fallbacks": rec.get("descriptor_fallbacks", 0),
         }
         for metric in METRICS:
@@ -129,7 +140,7 @@ def ablation_pivot(
                 text += f" ({100 * (rec['mean'][metric] - base['mean'][metric]):+.1f})"
             row.append(text)
         body.append(row)
-    return ["dataset", "backbone", *(r.replace("_lambda", " λ=") for r in runs)], body
+    return ["dataset", "backbone", *(run_label(r) for r in runs)], body
 
 
 def to_markdown(

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from zsar.method import VARIANTS
 from zsar.plan import (
-    VARIANTS,
     ConfigError,
     lambdas,
     parse_variant_run,
@@ -120,7 +120,7 @@ def scoring_inputs(wildcards):
         "class_texts": f"{base}/embeddings/{wildcards.backbone}/classes-{PLAN.llm}.parquet",
         "descriptors": f"{base}/descriptors/{PLAN.llm}.json",
     }
-    if VARIANTS[variant]["caption"]:
+    if VARIANTS[variant].caption:
         inputs["captions"] = f"{base}/embeddings/{wildcards.backbone}/captions-{PLAN.captioner}.parquet"
         inputs["caption_texts"] = f"{base}/captions/{PLAN.captioner}.parquet"
     return inputs
@@ -134,7 +134,7 @@ def scoring_params(wildcards):
         "variant": variant,
         # λ only matters to the caption variants; leaving it out of the others' params
         # keeps a λ change from re-running them.
-        "lambda": lam if VARIANTS[variant]["caption"] else None,
+        "lambda": lam if VARIANTS[variant].caption else None,
         "fusion": scoring["fusion"],
         "weights": scoring["weights"],
         "topk": scoring["topk"],

@@ -1,0 +1,98 @@
+"""Synthetic inputs of the score rule (the Parquet/JSON contracts), written by a test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from zsar.io import write_json
+
+
+def unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
+    x = rng.normal(size=(rows, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def vector_table(key: str, ids: list[str], vectors: np.ndarray, **columns) -> pa.Table:
+    """A table with a string key column and a list<float32> `vector` column, built without
+    Python floats (so large synthetic tables cost what their arrays cost)."""
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    offsets = pa.array(np.arange(0, len(flat) + 1, vectors.shape[1], dtype=np.int32))
+    data = {key: pa.array(ids, pa.string()), "vector": pa.ListArray.from_arrays(offsets, flat)}
+    return pa.table({**data, **columns})
+
+
+def write_score_inputs(
+    folder: Path,
+    *,
+    videos: int = 12,
+    classes: int = 4,
+    dim: int = 16,
+    missing: int = 0,
+    captions: bool = True,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Every input of the score rule for one split; the last `missing` videos are not on disk.
+
+    Video embeddings lean towards their class's name embedding, so accuracies are neither 0
+    nor 1. Returns the rule's `input` mapping (name -> path).
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"Class{k}" for k in range(classes)]
+    labels = [i % classes for i in range(videos)]
+    ids = [f"v{i:05d}" for i in range(videos)]
+    exists = [i < videos - missing for i in range(videos)]
+    pq.write_table(pa.Table.from_pylist([
+        {"video_id": v, "path": f"/data/{v}.mp4", "label": names[c], "class_id": c, "split": 1,
+         "exists": e}
+        for v, c, e in zip(ids, labels, exists, strict=True)
+    ]), folder / "manifest.parquet")
+    pq.write_table(pa.Table.from_pylist([
+        {"split": 1, "class_id": k, "name": n, "display_name": n.lower()}
+        for k, n in enumerate(names)
+    ]), folder / "classes.parquet")
+    pq.write_table(pa.Table.from_pylist(
+        [{"video_id": v, "stage": "manifest", "reason": "missing on disk"}
+         for v, e in zip(ids, exists, strict=True) if not e],
+        schema=pa.schema([("video_id", pa.string()), ("stage", pa.string()),
+                          ("reason", pa.string())]),
+    ), folder / "failures.parquet")
+    name_vectors = unit_rows(rng, classes, dim)
+    kept = [i for i in range(videos) if exists[i]]
+    noisy = name_vectors[[labels[i] for i in kept]] + 1.5 * unit_rows(rng, len(kept), dim)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    pq.write_table(vector_table("video_id", [ids[i] for i in kept], noisy),
+                   folder / "videos.parquet")
+    texts = [("name", n, n.lower()) for n in names]
+    texts += [("attribute", n, f"{n.lower()}, which involves a cue") for n in names]
+    vectors = np.vstack([name_vectors, unit_rows(rng, classes, dim)])
+    pq.write_table(
+        vector_table("kind", [t[0] for t in texts], vectors,
+                     owner=[t[1] for t in texts], text=[t[2] for t in texts]),
+        folder / "class_texts.parquet",
+    )
+    write_json({"llm": "curated", "prompt_version": "test", "classes": {
+        n: {"attributes": ["a cue"], "descriptions": [], "hierarchy": [], "fallback": False,
+            "reason": None} for n in names}}, folder / "descriptors.json")
+    inputs = {
+        name: str(folder / f"{name}.parquet")
+        for name in ("manifest", "classes", "failures", "videos", "class_texts")
+    }
+    inputs["descriptors"] = str(folder / "descriptors.json")
+    if captions:
+        caption_ids = [ids[i] for i in kept]
+        pq.write_table(
+            vector_table("kind", ["caption"] * len(kept), unit_rows(rng, len(kept), dim),
+                         owner=caption_ids, text=[f"caption of {v}" for v in caption_ids]),
+            folder / "captions.parquet",
+        )
+        pq.write_table(pa.table({"video_id": caption_ids,
+                                 "caption": [f"caption of {v}" for v in caption_ids]}),
+                       folder / "caption_texts.parquet")
+        inputs["captions"] = str(folder / "captions.parquet")
+        inputs["caption_texts"] = str(folder / "caption_texts.parquet")
+    return inputs
