@@ -1,6 +1,6 @@
 # zsar: zero-shot video action recognition with image-text models.
 # The DAG: manifest -> frames -> {captions, descriptors} -> embeddings -> scores -> metrics -> tables.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -8,9 +8,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schemas/config.schema.yaml")
-
-
+# common.smk fills in the schema's defaults and checks every key (zsar.config), then plans
+# the run (zsar.plan): a bad config stops there, before any job, naming the key at fault.
 include: "workflow/rules/common.smk"
 
 

@@ -18,19 +18,19 @@ def failed_run(workdir, *args):
 
 def test_unknown_key(workdir):
     out = failed_run(workdir, "--config", "bogus_key=1")
-    assert "bogus_key" in out and "was unexpected" in out
+    assert "unknown key bogus_key; allowed here: backbones, captions," in out
 
 
 def test_wrong_type(workdir):
     out = failed_run(workdir, "--config", "shards=many")
-    assert "'many' is not of type 'integer'" in out and "['shards']" in out
+    assert "shards: 'many' is not of type 'integer'" in out
 
 
 def test_unknown_nested_key(workdir, tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("scoring:\n  lambada: 0.5\n")
     out = failed_run(workdir, "--configfile", "config/config.yaml", str(overlay))
-    assert "lambada" in out
+    assert "unknown key scoring.lambada; allowed here: fusion, lambda, topk, variants" in out
 
 
 def test_missing_data_root(workdir, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from zsar.cli import main
+from zsar.config import load_config
 from zsar.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +130,7 @@ def test_scores_equal_the_workflow_stages(capsys, tmp_path, demo_videos, resourc
     from zsar.frames import run_frames_stage
     from zsar.registry import get_entry, load_registry
 
-    settings = yaml.safe_load(CONFIG.read_text())["frames"]
+    settings = load_config([CONFIG])["frames"]
     video = demo_videos / "videos" / "growing" / "growing_1.mp4"
     pq.write_table(pa.table({"video_id": ["v"], "path": [str(video)], "exists": [True]}),
                    tmp_path / "manifest.parquet")

@@ -9,6 +9,7 @@ import sys
 
 # name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("zsar.config", "print the effective config: files merged, defaults filled in"),
     "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
     "models": ("zsar.backbones", "list the model registry with family, source and preprocessing"),
     "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),

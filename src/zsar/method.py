@@ -44,12 +44,16 @@ class TextKind:
     """A kind of class text.
 
     `field` is its list in a descriptors record (None for the name prompt); with `joined`,
-    the list is one path, root to leaf, embedded as a single text.
+    the list is one path, root to leaf, embedded as a single text. `weight` is its default
+    weight in the class vector and `template` its default sentence ({class}, {text}); both
+    are the config schema's defaults (scoring.weights, descriptors.templates).
     """
 
     name: str
     field: str | None
     summary: str
+    weight: float
+    template: str | None = None
     joined: bool = False
 
     @property
@@ -65,12 +69,22 @@ class TextKind:
 
 
 KINDS: dict[str, TextKind] = {
-    "name": TextKind("name", None, "the class name in the backbone's name prompt"),
-    "attribute": TextKind("attribute", "attributes", "short visual cues written by the LLM"),
-    "description": TextKind("description", "descriptions", "sentences written by the LLM"),
-    "hierarchy": TextKind(
-        "hierarchy", "hierarchy", "the parent-category path, as one text", joined=True
-    ),
+    kind.name: kind
+    for kind in (
+        TextKind("name", None, "the class name in the backbone's name prompt", 1.0),
+        TextKind(
+            "attribute", "attributes", "short visual cues written by the LLM", 1.0,
+            template="{class}, which involves {text}",
+        ),
+        TextKind(
+            "description", "descriptions", "sentences written by the LLM", 1.0,
+            template="{class}: {text}",
+        ),
+        TextKind(
+            "hierarchy", "hierarchy", "the parent-category path, as one text", 0.5,
+            template="{text}", joined=True,
+        ),
+    )
 }
 # The kinds an LLM writes, in the order of a descriptors record.
 DESCRIPTOR_KINDS: tuple[str, ...] = tuple(k for k, kind in KINDS.items() if kind.is_descriptor)

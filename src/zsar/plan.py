@@ -14,14 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from zsar.config import ConfigError, read_yaml_mapping, validate_dataset_spec
 from zsar.method import VARIANTS
 from zsar.registry import RegistryError, get_entry, load_registry
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the key or path at fault."""
 
 
 @dataclass(frozen=True)
@@ -85,10 +80,15 @@ def _fill(template: str | None, data_root: str, split: int) -> str | None:
 
 
 def load_dataset_specs(config_dir: str | os.PathLike, overrides: Mapping[str, Any]) -> dict:
-    """Dataset specs from config/datasets/*.yaml, overlaid by the config's own `dataset_specs`."""
+    """Dataset specs from config/datasets/*.yaml, overlaid by the config's own `dataset_specs`.
+
+    Each spec is checked against the config schema's dataset spec where it is read, so an
+    error names the file and the key.
+    """
     specs: dict[str, Any] = {}
     for path in sorted(Path(config_dir, "datasets").glob("*.yaml")):
-        specs.update((yaml.safe_load(path.read_text()) or {}).get("dataset_specs") or {})
+        for name, spec in (read_yaml_mapping(path).get("dataset_specs") or {}).items():
+            specs[name] = validate_dataset_spec(dict(spec), f"{path}: dataset_specs.{name}")
     specs.update(overrides or {})
     return specs
 
@@ -180,11 +180,6 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
         variants=variants,
         registry=registry,
     )
-
-
-def lambdas(scoring_cfg: Mapping[str, Any]) -> list[float]:
-    value = scoring_cfg["lambda"]
-    return [float(v) for v in (value if isinstance(value, list) else [value])]
 
 
 def variant_runs(variants: tuple[str, ...] | list[str], lambda_values: list[float]) -> list[str]:

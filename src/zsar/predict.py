@@ -18,8 +18,9 @@ A path that exists is a FILE; anything else must name a dataset under --results.
 
 Settings the workflow takes from the config (descriptor templates, kind weights, fusion,
 λ, frame size and JPEG quality, caption prompt set) are read from --config
-(config/config.yaml); where that file does not exist, the built-in values below, which
-are the defaults of config/config.yaml, apply. --frames, --lambda and --fusion override.
+(config/config.yaml) through the workflow's own loader (zsar.config), so every key it
+leaves out has the same default as in a workflow run. --frames, --lambda and --fusion
+override.
 
 A video that cannot be read gets one line on stderr naming it, the others go on, and the
 exit status is 1 if any video failed (2 for a usage or setup error).
@@ -39,23 +40,6 @@ import numpy as np
 
 from zsar.method import HIERARCHY_SEPARATOR
 
-# Used only where --config does not exist; the same values as config/config.yaml.
-BUILTIN_SETTINGS: dict[str, Any] = {
-    "frames": {"num_frames": 8, "short_side": 256, "jpeg_quality": 90},
-    "captions": {"prompt_set": "captions-v1", "max_new_tokens": 48, "batch_size": 8},
-    "descriptors": {
-        "templates": {
-            "attribute": "{class}, which involves {text}",
-            "description": "{class}: {text}",
-            "hierarchy": "{text}",
-        }
-    },
-    "scoring": {
-        "fusion": "embedding",
-        "lambda": 0.3,
-        "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
-    },
-}
 EXIT_VIDEO_FAILED = 1
 EXIT_SETUP = 2
 
@@ -118,26 +102,24 @@ class Settings:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    import yaml
+    from zsar.config import lambdas, load_config
 
     config_path = Path(args.config)
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    merged = {key: {**value, **(config.get(key) or {})} for key, value in BUILTIN_SETTINGS.items()}
-    lam = merged["scoring"]["lambda"]
-    lam = lam[0] if isinstance(lam, list) else lam
-    prompts_dir = config_path.parent / "prompts" if config else Path("config/prompts")
+    config = load_config([config_path] if config_path.is_file() else [], complete=False)
+    prompts_dir = config_path.parent / "prompts"
+    frames, captions = config["frames"], config["captions"]
     return Settings(
-        num_frames=args.frames or int(merged["frames"]["num_frames"]),
-        short_side=int(merged["frames"]["short_side"]),
-        jpeg_quality=int(merged["frames"]["jpeg_quality"]),
-        templates=dict(merged["descriptors"]["templates"]),
-        weights={k: float(v) for k, v in merged["scoring"]["weights"].items()},
-        fusion=args.fusion or merged["scoring"]["fusion"],
-        lam=float(lam if args.lam is None else args.lam),
-        prompt_set=prompts_dir / f"{merged['captions']['prompt_set']}.yaml",
-        max_new_tokens=int(merged["captions"]["max_new_tokens"]),
-        batch_size=int(merged["captions"]["batch_size"]),
-        llm=(config.get("descriptors") or {}).get("llm"),
+        num_frames=args.frames or int(frames["num_frames"]),
+        short_side=int(frames["short_side"]),
+        jpeg_quality=int(frames["jpeg_quality"]),
+        templates=dict(config["descriptors"]["templates"]),
+        weights={k: float(v) for k, v in config["scoring"]["weights"].items()},
+        fusion=args.fusion or config["scoring"]["fusion"],
+        lam=lambdas(config["scoring"])[0] if args.lam is None else float(args.lam),
+        prompt_set=prompts_dir / f"{captions['prompt_set']}.yaml",
+        max_new_tokens=int(captions["max_new_tokens"]),
+        batch_size=int(captions["batch_size"]),
+        llm=config["descriptors"].get("llm"),
     )
 
 

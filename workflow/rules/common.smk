@@ -4,19 +4,15 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from zsar.config import ConfigError, lambdas, validate_config
 from zsar.method import VARIANTS
-from zsar.plan import (
-    ConfigError,
-    lambdas,
-    parse_variant_run,
-    resolve_run,
-    variant_runs,
-)
+from zsar.plan import parse_variant_run, resolve_run, variant_runs
 from zsar.registry import get_entry
 from zsar.report import report_targets
 
 
 try:
+    validate_config(config)
     PLAN = resolve_run(config, Path(workflow.basedir) / "config")
 except (ConfigError, OSError) as err:
     raise WorkflowError(f"zsar config error: {err}") from None

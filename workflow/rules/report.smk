@@ -27,7 +27,6 @@ rule tables:
 from zsar.report import primary_run
 
 REPORT_RUN = primary_run(RUNS, LAMBDAS)
-REPORT_SETTINGS = config.get("report") or {}
 
 
 rule explain:
@@ -116,7 +115,7 @@ rule report_class_plots:
         ),
     params:
         run=REPORT_RUN,
-        max_classes=REPORT_SETTINGS.get("confusion_max_classes", 20),
+        max_classes=config["report"]["confusion_max_classes"],
     log:
         "results/logs/report/{dataset}/{backbone}/class_plots.log",
     conda:
@@ -151,7 +150,7 @@ rule report_explanations:
         ),
     params:
         run=REPORT_RUN,
-        per_group=REPORT_SETTINGS.get("explanations_per_group", 5),
+        per_group=config["report"]["explanations_per_group"],
         seed=config["seed"],
     log:
         "results/logs/report/{dataset}/{backbone}/explanations.log",
