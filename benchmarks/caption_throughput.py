@@ -74,7 +74,8 @@ def synthetic_videos(count: int, frames: int, height: int, width: int, seed: int
 def build_captioner(args):
     import torch
 
-    from zsar.captions import PromptSet, TransformersCaptioner, make_tiny_vlm
+    from zsar.captions import PromptSet, TransformersCaptioner
+    from zsar.tiny import make_tiny_vlm
 
     shape = SHAPES[args.shape]
     spec = {"arch": "qwen2_5_vl", "seed": 0, **shape}

@@ -12,16 +12,15 @@ import torch
 from PIL import Image
 
 from zsar.backbones import (
-    READY_FILE,
     MissingCheckpointError,
     build_image_transform,
-    build_tiny_open_clip,
     hf_preprocess_cfg,
     load_backbone,
     preprocess_of,
 )
 from zsar.fetch import fetch_model, open_clip_folder_config
-from zsar.registry import get_entry, load_registry
+from zsar.registry import READY_FILE, get_entry, load_registry
+from zsar.tiny import build_tiny_open_clip
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(REPO / "config" / "models.yaml")
@@ -78,8 +77,8 @@ def test_missing_checkpoint_names_the_rule(tmp_path):
     with pytest.raises(MissingCheckpointError) as err:
         load_backbone(backbone_entry("openai-vit-b-16"), tmp_path)
     assert f"snakemake {tmp_path}/models/openai-vit-b-16/{READY_FILE}" in str(err.value)
-    with pytest.raises(ValueError, match="loader must be one of"):
-        load_backbone({"name": "x", "loader": "nope"}, tmp_path)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_backbone({"name": "x", "backend": "nope"}, tmp_path)
 
 
 # --- preprocessing: each checkpoint its own ---------------------------------------------------
@@ -154,7 +153,7 @@ def test_preprocessing_travels_with_an_open_clip_folder(tmp_path):
     folder = tmp_path / "models" / "tiny-squash"
     build_tiny_open_clip(spec, folder)
     (folder / READY_FILE).write_text("{}")
-    backbone = load_backbone({"name": "tiny-squash", "loader": "open_clip"}, tmp_path)
+    backbone = load_backbone({"name": "tiny-squash", "backend": "open_clip"}, tmp_path)
     assert (backbone.mean, backbone.std) == ((0.5,) * 3, (0.5,) * 3)
     assert (backbone.interpolation, backbone.resize_mode, backbone.image_size) == (
         "bilinear",

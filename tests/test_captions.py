@@ -21,6 +21,7 @@ from PIL import Image
 from zsar import captions as C
 from zsar.io import PROVENANCE_KEY, read_provenance, write_parquet
 from zsar.registry import get_entry, load_registry
+from zsar.tiny import TINY_VLM_ARCHS, build_tiny_vlm
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "captions-v1.yaml"
@@ -72,7 +73,7 @@ def resources(tmp_path_factory):
     root = tmp_path_factory.mktemp("resources")
     for name in TINY.values():
         entry = get_entry(REGISTRY, "captioners", name)
-        C.build_tiny_vlm(entry["build"], root / "models" / name)
+        build_tiny_vlm(entry["build"], root / "models" / name)
     return root
 
 
@@ -156,7 +157,7 @@ def test_stage_writes_one_row_per_video_less_the_failures(resources, frames_shar
 
 def test_tiny_build_is_deterministic(resources, tmp_path):
     spec = get_entry(REGISTRY, "captioners", "tiny-vlm")["build"]
-    C.build_tiny_vlm(spec, tmp_path / "copy")
+    build_tiny_vlm(spec, tmp_path / "copy")
     for name in ("model.safetensors", "tokenizer.json", "chat_template.jinja"):
         original = resources / "models" / "tiny-vlm" / name
         assert (tmp_path / "copy" / name).read_bytes() == original.read_bytes()
@@ -173,7 +174,7 @@ def test_registry_entries_name_known_backends_and_families():
             families.add(entry["build"]["arch"])
         elif entry["backend"] == "transformers":
             assert "/" in entry["hf_repo"], name
-    assert families == set(C.TINY_VLM_ARCHS) and len(families) >= 2
+    assert families == set(TINY_VLM_ARCHS) and len(families) >= 2
     with pytest.raises(ValueError, match="unknown backend"):
         C.make_captioner({"name": "x", "backend": "nope"}, "r", "cpu", None, 8, 1)
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from zsar.backbones import READY_FILE, MissingCheckpointError, build_tiny_open_clip, load_backbone
+from zsar.backbones import MissingCheckpointError, load_backbone
 from zsar.convert import (
     LAYOUTS,
     CheckpointLayoutError,
@@ -25,6 +25,8 @@ from zsar.convert import (
     remap_state_dict,
     video_clip_state_dict,
 )
+from zsar.registry import READY_FILE
+from zsar.tiny import build_tiny_open_clip
 
 TEXTS = ["a photo of a cat", "someone is juggling three balls", "brush hair"]
 
@@ -91,7 +93,7 @@ def _tiny_hf_clip(folder: Path, eos_token_id: int):
 @pytest.mark.parametrize("eos_token_id", [49407, 2])  # current configs, and legacy ones
 def test_transformers_clip_matches_open_clip_conversion(tmp_path, eos_token_id):
     reference = _tiny_hf_clip(tmp_path, eos_token_id)
-    entry = {"name": "tiny-hf-clip", "loader": "hf_clip", "path": str(tmp_path)}
+    entry = {"name": "tiny-hf-clip", "backend": "hf_clip", "path": str(tmp_path)}
     in_transformers = load_backbone(entry, tmp_path / "resources")
     in_open_clip = load_backbone({**entry, "runtime": "open_clip"}, tmp_path / "resources")
 
@@ -357,7 +359,7 @@ def test_vificlip_checkpoint_loads_into_open_clip(tmp_path):
 
     entry = {
         "name": "tiny-vificlip",
-        "loader": "vificlip",
+        "backend": "vificlip",
         "model_cfg": TINY_CFG,
         "base": "tiny-base",
         "local_file": "vifi.pth",
@@ -386,7 +388,7 @@ def test_actionclip_checkpoint_loads_into_open_clip(tmp_path):
     write_actionclip_checkpoint(folder / "action.pt", openai_state)
     entry = {
         "name": "tiny-actionclip",
-        "loader": "actionclip",
+        "backend": "actionclip",
         "model_cfg": TINY_CFG,
         "local_file": "action.pt",
         "preprocess": PREPROCESS,
@@ -422,7 +424,7 @@ def test_video_checkpoint_layout_errors():
 def test_missing_video_checkpoint_names_its_url_and_rule(tmp_path):
     entry = {
         "name": "vifi",
-        "loader": "vificlip",
+        "backend": "vificlip",
         "architecture": "ViT-B-16",
         "base": "openai-vit-b-16",
         "local_file": "vifi.pth",

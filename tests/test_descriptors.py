@@ -14,6 +14,7 @@ import yaml
 
 from zsar import descriptors as d
 from zsar.io import read_json
+from zsar.tiny import build_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "descriptors-v1.yaml"
@@ -298,7 +299,7 @@ def test_descriptor_texts_of_a_fallback_are_empty():
 def test_tiny_llm_garbage_falls_back_with_counts(tmp_path, caplog, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    d.build_tiny_llm({"family": "causal_lm", "seed": 0}, tmp_path / "models" / "tiny-llm")
+    build_tiny_llm({"family": "causal_lm", "seed": 0}, tmp_path / "models" / "tiny-llm")
     names = [("GolfSwing", "golf swing"), ("JumpRope", "jump rope"), ("YoYo", "yo yo")]
     classes = write_classes(tmp_path / "classes.parquet", names)
     out = tmp_path / "descriptors" / "tiny-llm.json"
@@ -322,7 +323,7 @@ def test_tiny_llm_garbage_falls_back_with_counts(tmp_path, caplog, monkeypatch):
 def test_tiny_llm_batched_generation_matches_one_by_one(tmp_path, monkeypatch):
     """Left padding: a short request batched with a long one gets the answer it gets alone."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    d.build_tiny_llm({"seed": 1}, tmp_path / "models" / "tiny-llm")
+    build_tiny_llm({"seed": 1}, tmp_path / "models" / "tiny-llm")
     prompts = d.PromptSet.from_yaml(PROMPTS)
     settings = d.StageSettings(prompts=prompts, max_new_tokens=8, batch_size=3,
                                repair_attempts=0, resources=str(tmp_path), device="cpu")

@@ -13,7 +13,6 @@ import pytest
 import yaml
 from workflow_helpers import REPO, copy_workflow, snakemake
 
-from zsar.backbones import READY_FILE
 from zsar.fetch import (
     BUILDERS,
     ChecksumError,
@@ -23,7 +22,7 @@ from zsar.fetch import (
     select_repo_files,
     verify_checksums,
 )
-from zsar.registry import get_entry, load_registry
+from zsar.registry import READY_FILE, get_entry, load_registry
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several streamed chunks
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -84,7 +83,7 @@ def test_unreachable_sources_are_errors(tmp_path, served):
     with pytest.raises(FetchError, match="no such file"):
         fetch_model({"name": "m", "url": (tmp_path / "nope.bin").as_uri()}, tmp_path)
     with pytest.raises(FetchError, match="names no source"):
-        fetch_model({"name": "m", "loader": "open_clip"}, tmp_path)
+        fetch_model({"name": "m", "backend": "open_clip"}, tmp_path)
     assert not (tmp_path / "models" / "m" / READY_FILE).exists()
 
 
@@ -115,7 +114,7 @@ def test_tiny_build_and_served_entries(tmp_path):
     assert record["fetched_by"] == "build"
     assert set(record["files"]) == {"open_clip_config.json", "open_clip_model.safetensors"}
     served_entry = {"name": "chat", "backend": "openai", "base_url": "http://localhost:8000/v1"}
-    assert json.loads(fetch_model(served_entry, tmp_path).read_text())["fetched_by"] is None
+    assert json.loads(fetch_model(served_entry, tmp_path, "llms").read_text())["fetched_by"] is None
     assert resolve_callable(BUILDERS["open_clip"]).__name__ == "build_tiny_open_clip"
     with pytest.raises(FetchError, match="build.family"):
         fetch_model({"name": "x", "build": {"family": "nope"}}, tmp_path)
@@ -194,12 +193,12 @@ def test_fetch_model_rule(tmp_path, served):
     workdir = copy_workflow(tmp_path / "wf")
     registry = yaml.safe_load((REPO / "config" / "models.yaml").read_text())
     registry["backbones"]["served-good"] = {
-        "loader": "open_clip",
+        "backend": "open_clip",
         "url": f"{base}/weights.bin",
         "sha256": GOOD_SHA,
     }
     registry["backbones"]["served-bad"] = {
-        "loader": "open_clip",
+        "backend": "open_clip",
         "url": f"{base}/weights.bin",
         "sha256": BAD_SHA,
     }

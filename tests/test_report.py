@@ -213,9 +213,8 @@ def test_report_targets_are_scheduled_by_the_workflow(tmp_path):
     (work / "sweep.yaml").write_text("scoring:\n  lambda: [0.3, 0.5]\n")
     runs = variant_runs(["baseline", "+descriptors", "+hierarchy", "+caption", "full"],
                         [0.3, 0.5])
-    targets = report.report_targets(["demo"], ["tiny-clip"], runs)
     result = snakemake(work, "-n", "--quiet", "rules", "--configfile", "config/config.yaml",
-                       "sweep.yaml", "--", *targets, timeout=300)
+                       "sweep.yaml", timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.M))
     assert counts["explain"] == str(len(runs)) == "7"

@@ -68,7 +68,7 @@ def test_paper_sweep_plans_the_whole_grid(tmp_path, data_root):
     assert set(datasets) == {"ucf101", "hmdb51", "k400", "k600_zs", "ssv2"}
     assert len(backbones) == 4 and set(variants) == set(VARIANTS)
     registry = load_registry(REPO / "config" / "models.yaml")
-    assert registry["backbones"]["vificlip-vit-b-16-k400"]["loader"] == "vificlip"  # video-adapted
+    assert registry["backbones"]["vificlip-vit-b-16-k400"]["backend"] == "vificlip"  # video-adapted
 
     jobs = job_counts(run.stdout)
     assert jobs["manifest"] == len(datasets)

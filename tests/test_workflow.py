@@ -87,7 +87,7 @@ def test_lambda_sweep_is_one_config_entry(demo_run, tmp_path):
 def test_backbone_change_does_not_rerun_descriptors_or_frames(demo_run, tmp_path):
     """A second backbone adds embeddings and scores, and re-uses frames and descriptors."""
     models = (demo_run / "config/models.yaml").read_text()
-    models = models.replace("backbones:\n", "backbones:\n  tiny-clip-b:\n    loader: open_clip\n"
+    models = models.replace("backbones:\n", "backbones:\n  tiny-clip-b:\n    backend: open_clip\n"
                             "    family: CLIP (tiny, random init)\n    build:\n"
                             "      family: open_clip\n      seed: 1\n      model_cfg:\n"
                             "        embed_dim: 32\n"

@@ -1,14 +1,15 @@
 """Image-text backbones behind one interface, loaded offline from `{resources}/models/<name>/`.
 
-A registry entry (config/models.yaml, section `backbones`) names a `loader` from LOADERS
+A registry entry (config/models.yaml, section `backbones`) names a `backend` from BACKENDS
 and where its weights come from. The fetch_model rule puts them in the model's folder
 beforehand (zsar.fetch), so loading never reaches the network; a folder that is not ready
 is an error that says which rule, or which URL, provides it.
 
 - `open_clip`: an open_clip folder (open_clip_config.json + weights), loaded with the
   `local-dir:` schema. Fetching writes one for an architecture + pretrained tag or an
-  `hf-hub:` repo; `build:` entries are tiny random models written by `build_tiny_open_clip`
-  and loaded through exactly the same path. `source: local-dir:PATH` uses a folder in place.
+  `hf-hub:` repo; `build:` entries are tiny random models written by
+  `zsar.tiny.build_tiny_open_clip` and loaded through exactly the same path.
+  `source: local-dir:PATH` uses a folder in place.
 - `hf_clip`: a transformers `CLIPModel` or `SiglipModel` folder (`hf_repo:` fetched, or
   `path:`), with its own tokenizer and image processor; `runtime: open_clip` converts a
   CLIP checkpoint into open_clip instead (zsar.convert).
@@ -22,21 +23,18 @@ L2-normalised float32 embeddings on the CPU.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from zsar.registry import SECTIONS, load_registry, model_dir
+from zsar.registry import READY_FILE, Backend, model_dir
 
 log = logging.getLogger(__name__)
 
-READY_FILE = ".zsar-ready"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 # Weight files of an open_clip folder, in the order open_clip itself prefers them.
 OPEN_CLIP_WEIGHTS = (
@@ -521,56 +519,28 @@ def load_video_checkpoint(
     return Backbone(entry["name"], encoders, entry["preprocess"], device=device, dtype=dtype)
 
 
-LOADERS: dict[str, Callable[[Mapping[str, Any], str | Path, str], Backbone]] = {
-    "open_clip": load_open_clip,
-    "hf_clip": load_hf_clip,
-    "vificlip": partial(load_video_checkpoint, layout="vificlip"),
-    "actionclip": partial(load_video_checkpoint, layout="actionclip"),
+# backend -> its loader, (entry, resources, device) -> Backbone. Every backbone is fetched
+# into resources/models/NAME/ first, and its embedding jobs take a GPU where there is one.
+BACKENDS: dict[str, Backend] = {
+    name: Backend(make=loader, fetches_weights=True, uses_gpu=True)
+    for name, loader in (
+        ("open_clip", load_open_clip),
+        ("hf_clip", load_hf_clip),
+        ("vificlip", partial(load_video_checkpoint, layout="vificlip")),
+        ("actionclip", partial(load_video_checkpoint, layout="actionclip")),
+    )
 }
 
 
 def load_backbone(entry: Mapping[str, Any], resources: str | Path, device: str = "cpu") -> Backbone:
     """The backbone of a registry entry (with its `name`), from its folder under resources/."""
-    loader = entry.get("loader")
-    if loader not in LOADERS:
-        raise ValueError(f"backbone '{entry.get('name')}': loader must be one of {sorted(LOADERS)}")
-    log.info("loading backbone %s (%s) on %s", entry["name"], loader, device)
-    return LOADERS[loader](entry, resources, str(device))
-
-
-# --- tiny models for the demo and tests ------------------------------------------------------
-
-
-def build_tiny_open_clip(spec: Mapping[str, Any], out_dir: str | Path) -> None:
-    """Write a random-init open_clip folder (config + safetensors) from `spec`.
-
-    spec: {"model_cfg": open_clip model config, "preprocess_cfg": {...}, "seed": int}. The
-    folder has the layout of a real hub snapshot, so it loads through the same `local-dir:`
-    path; with no `hf_tokenizer_name`, open_clip uses its bundled BPE tokenizer.
-    """
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    from zsar.io import atomic_path, write_json
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = copy.deepcopy(dict(spec["model_cfg"]))
-    model_class = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
-    torch.manual_seed(int(spec.get("seed", 0)))
-    model = model_class(**cfg)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / OPEN_CLIP_WEIGHTS[0]) as tmp:
-        save_file(state, str(tmp))
-    config = {
-        "model_cfg": dict(spec["model_cfg"]),
-        "preprocess_cfg": dict(spec.get("preprocess_cfg", {})),
-    }
-    write_json(config, out / OPEN_CLIP_CONFIG)
-
-
-# --- `zsar models` ---------------------------------------------------------------------------
+    backend = entry.get("backend")
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backbone '{entry.get('name')}': backend must be one of {sorted(BACKENDS)}"
+        )
+    log.info("loading backbone %s (%s) on %s", entry["name"], backend, device)
+    return BACKENDS[backend].make(entry, resources, str(device))
 
 
 def preprocess_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -582,93 +552,3 @@ def preprocess_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
         size = build.get("model_cfg", {}).get("vision_cfg", {}).get("image_size")
         return canonical_preprocess({"size": size, **build["preprocess_cfg"]})
     return None
-
-
-# Where an entry's model comes from, by the key that names it (first match wins).
-_SOURCES: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
-    ("build", lambda e: f"built from config (seed {e['build'].get('seed', 0)})"),
-    ("local_file", lambda e: f"local file {e['local_file']} from {e.get('download_url', '?')}"),
-    ("url", lambda e: f"url {e['url']}"),
-    ("hf_repo", lambda e: f"hf {e['hf_repo']}"),
-    ("pretrained", lambda e: f"{e.get('architecture')} pretrained={e['pretrained']}"),
-    ("source", lambda e: str(e["source"])),
-    ("base_url", lambda e: f"endpoint {e['base_url']} model={e.get('model', '?')}"),
-    ("path", lambda e: f"file {e['path']}"),
-)
-
-
-def describe_source(entry: Mapping[str, Any]) -> str:
-    how = entry.get("loader") or entry.get("backend") or "?"
-    where = next((describe(entry) for key, describe in _SOURCES if key in entry), "?")
-    return f"{how}: {where}"
-
-
-def describe_preprocess(pp: Mapping[str, Any] | None) -> str:
-    if pp is None:
-        return "-"
-
-    def triple(values):
-        return "(" + ",".join(f"{v:.4g}" for v in values) + ")"
-
-    crop = f" crop_pct={pp['crop_pct']:g}" if pp["crop_pct"] != 1.0 else ""
-    return (
-        f"size={pp['size']} {pp['interpolation']} {pp['resize_mode']}{crop} "
-        f"mean={triple(pp['mean'])} std={triple(pp['std'])}"
-    )
-
-
-def registry_rows(registry: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    rows = []
-    for section in SECTIONS:
-        for name, entry in registry.get(section, {}).items():
-            rows.append(
-                {
-                    "section": section,
-                    "name": name,
-                    "family": str(entry.get("family", "-")),
-                    "source": describe_source(entry),
-                    "preprocessing": describe_preprocess(preprocess_of(entry))
-                    if section == "backbones"
-                    else "-",
-                }
-            )
-    return rows
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--registry", default="config/models.yaml", help="registry YAML (default: %(default)s)"
-    )
-    parser.add_argument("--section", choices=SECTIONS, help="list only this section")
-    parser.add_argument("--tsv", action="store_true", help="one tab-separated row per entry")
-
-
-def format_rows(rows: list[dict[str, str]]) -> str:
-    """Entries grouped by section, one block each: name and family, then source, preprocessing."""
-    lines: list[str] = []
-    section = None
-    for row in rows:
-        if row["section"] != section:
-            section = row["section"]
-            lines += [""] * bool(lines) + [section]
-        lines.append(f"  {row['name']}  ({row['family']})")
-        lines.append(f"      source         {row['source']}")
-        if row["preprocessing"] != "-":
-            lines.append(f"      preprocessing  {row['preprocessing']}")
-    return "\n".join(lines) + "\n"
-
-
-MODEL_LIST_COLUMNS = ("section", "name", "family", "source", "preprocessing")
-
-
-def run(args: argparse.Namespace) -> int:
-    rows = registry_rows(load_registry(args.registry))
-    if args.section:
-        rows = [r for r in rows if r["section"] == args.section]
-    if args.tsv:
-        lines = ["\t".join(MODEL_LIST_COLUMNS)]
-        lines += ["\t".join(row[c] for c in MODEL_LIST_COLUMNS) for row in rows]
-        sys.stdout.write("\n".join(lines) + "\n")
-    else:
-        sys.stdout.write(format_rows(rows))
-    return 0

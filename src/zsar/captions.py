@@ -17,8 +17,8 @@ Every caption goes through `clean_caption`; an empty or failed one becomes a fai
 that appears only when complete, so a crash never leaves a partial shard behind and
 Snakemake's per-shard outputs give resume for free.
 
-`build_tiny_vlm` builds the tiny random captioners of the demo and tests (two families,
-Qwen2.5-VL and LLaVA-NeXT-Video) that load through the very same loader as real checkpoints.
+The demo's and the tests' tiny random captioners (zsar.tiny) load through the very same
+loader as real checkpoints.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import yaml
 
 from zsar.io import ParquetStreamWriter, failures_table, write_parquet
 from zsar.provenance import provenance
-from zsar.registry import model_dir
+from zsar.registry import Backend, model_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -639,10 +639,17 @@ def make_file_captioner(entry, resources, device, prompts, max_new_tokens, batch
 
 
 # backend name -> factory(entry, resources, device, prompts, max_new_tokens, batch_size)
-BACKENDS: dict[str, Callable[..., Captioner]] = {
-    "transformers": make_transformers_captioner,
-    "openai": make_openai_captioner,
-    "file": make_file_captioner,
+def _caption_file(entry: Mapping[str, Any]) -> list[str]:
+    return [entry["path"]]
+
+
+# backend -> (entry, resources, device, prompts, max_new_tokens, batch_size) -> Captioner, with
+# its traits: only a local model is fetched and runs on a GPU; a file is a rule input.
+BACKENDS: dict[str, Backend] = {
+    "transformers": Backend(make_transformers_captioner, fetches_weights=True, uses_gpu=True),
+    "openai": Backend(make_openai_captioner, fetches_weights=False, uses_gpu=False),
+    "file": Backend(make_file_captioner, fetches_weights=False, uses_gpu=False,
+                    input_files=_caption_file),
 }
 
 
@@ -651,7 +658,7 @@ def make_captioner(entry, resources, device, prompts, max_new_tokens, batch_size
     if backend not in BACKENDS:
         raise ValueError(f"captioner '{entry.get('name')}': unknown backend '{backend}'; "
                          f"known: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[backend](entry, resources, device, prompts, max_new_tokens, batch_size)
+    return BACKENDS[backend].make(entry, resources, device, prompts, max_new_tokens, batch_size)
 
 
 # --- The stage ----------------------------------------------------------------------------
@@ -728,7 +735,7 @@ def run_caption_stage(
     if device in (None, "auto"):
         from zsar.devices import preferred_device
 
-        device = preferred_device() if entry.get("backend") == "transformers" else "cpu"
+        device = preferred_device() if BACKENDS[entry["backend"]].uses_gpu else "cpu"
     prompts = load_prompt_set(prompt_set_path)
     captioner = make_captioner(entry, resources, device, prompts, max_new_tokens, batch_size)
     block = provenance(
@@ -741,204 +748,3 @@ def run_caption_stage(
     LOGGER.info("captioner %s (%s) on %s, batch size %d", entry["name"], entry.get("backend"),
                 device, batch_size)
     caption_shard(frames_shard, out, failures_out, captioner, entry["name"], batch_size, block)
-
-
-# --- Tiny random captioners (demo and tests) ------------------------------------------------
-
-# Words the tiny tokenizer learns whole, so a random model's output reads as words, not bytes.
-_TINY_WORDS = (
-    "a an the one two person man woman child people player group someone hand hands arm leg "
-    "head face body ball bat racket bike horse car board rope bar stick guitar drum piano knife "
-    "brush cup bowl food water pool field court room kitchen street road park gym stage floor "
-    "wall table chair door tree grass snow sand sky is are plays playing rides riding throws "
-    "throwing kicks kicking jumps jumping runs running walks walking swims swimming climbs "
-    "climbing lifts lifting cuts cutting holds holding moves moving spins spinning dances "
-    "dancing falls sits stands pushes pulls hits catches shoots rolls slides grows shrinks "
-    "blinks bounces square circle shape red green blue white black small large fast slow left "
-    "right up down across around in on at with into over under near while and then of to "
-    "from frame video frames sampled order describe sentences who what which objects where"
-).split()
-
-_TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ IMAGE }}"
-    "{% elif part['type'] == 'video' %}{{ VIDEO }}"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-_CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-
-def _chat_template(image: str, video: str) -> str:
-    return _TINY_CHAT_TEMPLATE.replace("{{ IMAGE }}", image).replace("{{ VIDEO }}", video)
-
-
-def _train_tiny_tokenizer(extra_special: Sequence[str], vocab_size: int):
-    """A byte-level BPE (every string encodable) whose merges are mostly whole words."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[*_CHAT_TOKENS, *extra_special],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    corpus = [" ".join(_TINY_WORDS[i:] + _TINY_WORDS[:i]) for i in range(0, len(_TINY_WORDS), 7)]
-    bpe.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-
-
-def _mrope_section(head_dim: int) -> list[int]:
-    """Qwen's split of the rotary half-dimension over (time, height, width): 1/4, 3/8, 3/8."""
-    half = head_dim // 2
-    t = half // 4
-    h = (half - t) // 2
-    return [t, h, half - t - h]
-
-
-def _tiny_qwen2_5_vl(spec: Mapping[str, Any]):
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
-
-    image, video = "<|image_pad|>", "<|video_pad|>"
-    vstart, vend = "<|vision_start|>", "<|vision_end|>"
-    tokenizer = _train_tiny_tokenizer([vstart, vend, image, video], int(spec.get("vocab", 1024)))
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (image, video, vstart, vend)}
-    # Frames are shrunk to at most `max_pixels`: a few visual tokens each keeps it CPU-fast.
-    pixels = {"min_pixels": 28 * 28, "max_pixels": int(spec.get("max_pixels", 56 * 56))}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        # The per-frame pixel cap of Qwen's reference preprocessing (and no warning about it).
-        video_processor=Qwen2VLVideoProcessor(**pixels, cap_pixels_per_frame=True),
-        tokenizer=tokenizer,
-        chat_template=_chat_template(f"{vstart}{image}{vend}", f"{vstart}{video}{vend}"),
-    )
-    text = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, **(spec.get("text_config") or {})}
-    head_dim = text["hidden_size"] // text["num_attention_heads"]
-    text.setdefault("vocab_size", len(tokenizer))
-    text.setdefault("max_position_embeddings", 8192)
-    text.setdefault("rope_parameters", {"rope_type": "default", "rope_theta": 10000.0,
-                                        "mrope_section": _mrope_section(head_dim)})
-    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-              "window_size": 56, **(spec.get("vision_config") or {})}
-    vision.setdefault("fullatt_block_indexes", [vision["depth"] - 1])
-    vision["out_hidden_size"] = text["hidden_size"]
-    config = Qwen2_5_VLConfig(
-        text_config={**text, "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config=vision,
-        image_token_id=ids[image],
-        video_token_id=ids[video],
-        vision_start_token_id=ids[vstart],
-        vision_end_token_id=ids[vend],
-    )
-    return processor, Qwen2_5_VLForConditionalGeneration, config
-
-
-def _tiny_llava_next_video(spec: Mapping[str, Any]):
-    from transformers import (
-        LlavaNextImageProcessor,
-        LlavaNextVideoConfig,
-        LlavaNextVideoForConditionalGeneration,
-        LlavaNextVideoProcessor,
-        LlavaNextVideoVideoProcessor,
-    )
-
-    image, video = "<image>", "<video>"
-    tokenizer = _train_tiny_tokenizer([image, video], int(spec.get("vocab", 1024)))
-    size = int(spec.get("image_size", 56))
-    patch = 14
-    processor = LlavaNextVideoProcessor(
-        video_processor=LlavaNextVideoVideoProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-        ),
-        image_processor=LlavaNextImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-            image_grid_pinpoints=[[size, size]],
-        ),
-        tokenizer=tokenizer,
-        chat_template=_chat_template(image, video),
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS token
-    )
-    text = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "max_position_embeddings": 8192, **(spec.get("text_config") or {})}
-    text.setdefault("vocab_size", len(tokenizer))
-    vision = {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 2, "num_attention_heads": 2, "projection_dim": 32,
-              **(spec.get("vision_config") or {}), "image_size": size, "patch_size": patch}
-    patches = (size // patch) ** 2
-    config = LlavaNextVideoConfig(
-        text_config={**text, "bos_token_id": None, "eos_token_id": tokenizer.eos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config=vision,
-        image_token_index=tokenizer.convert_tokens_to_ids(image),
-        video_token_index=tokenizer.convert_tokens_to_ids(video),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_grid_pinpoints=[[size, size]],
-        image_seq_length=patches,
-        video_seq_length=patches // 4 * 8,
-    )
-    return processor, LlavaNextVideoForConditionalGeneration, config
-
-
-# arch -> function(spec) -> (processor, model class, config). Each is a real family's classes
-# at toy sizes, so the tiny models exercise exactly the processor and generate code of real ones.
-TINY_VLM_ARCHS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, Any, Any]]] = {
-    "qwen2_5_vl": _tiny_qwen2_5_vl,
-    "llava_next_video": _tiny_llava_next_video,
-}
-
-
-def make_tiny_vlm(spec: Mapping[str, Any], device: str = "cpu", dtype=None):
-    """(processor, model) of a random vision-language model of family spec["arch"], in memory."""
-    import torch
-    from transformers import GenerationConfig
-
-    arch = spec.get("arch", "qwen2_5_vl")
-    if arch not in TINY_VLM_ARCHS:
-        raise ValueError(f"unknown tiny VLM arch '{arch}'; known: {', '.join(TINY_VLM_ARCHS)}")
-    processor, model_class, config = TINY_VLM_ARCHS[arch](spec)
-    torch.manual_seed(int(spec.get("seed", 0)))
-    # Built directly on the device in the target dtype: a 7B-shaped benchmark model never
-    # exists in fp32 or on the CPU.
-    with torch.device(device):
-        model = model_class._from_config(config, dtype=dtype or torch.float32)
-    model.eval()
-    tokenizer = processor.tokenizer
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
-    )
-    return processor, model
-
-
-def build_tiny_vlm(spec: Mapping[str, Any], out_dir: str | Path) -> None:
-    """Save a tiny random captioner (model, processor, tokenizer, chat template) to out_dir.
-
-    The folder loads through `load_vlm` exactly as a downloaded checkpoint does. Its captions
-    are noise, but every line of the real code path runs.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    processor, model = make_tiny_vlm(spec)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-

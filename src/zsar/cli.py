@@ -11,7 +11,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("zsar.config", "print the effective config: files merged, defaults filled in"),
     "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
-    "models": ("zsar.backbones", "list the model registry with family, source and preprocessing"),
+    "models": ("zsar.registry", "list the model registry with family, source and preprocessing"),
     "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
 }
 

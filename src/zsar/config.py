@@ -121,7 +121,7 @@ def describe_error(error, label: str = "config") -> str:
     return f"{label}: {where}: {message}"
 
 
-def _check(instance: dict[str, Any], schema: Mapping[str, Any], label: str) -> None:
+def check_against(instance: dict[str, Any], schema: Mapping[str, Any], label: str) -> None:
     from jsonschema.exceptions import best_match
 
     validator = _validator_class()(schema)
@@ -138,13 +138,13 @@ def validate_config(config: dict[str, Any], *, complete: bool = True) -> dict[st
     With complete=False the run's own choices (datasets, backbones, captioner, LLM) may be
     missing: the settings of a config, as `zsar predict` reads them.
     """
-    _check(config, _schema(complete), "config")
+    check_against(config, _schema(complete), "config")
     return config
 
 
 def validate_dataset_spec(spec: dict[str, Any], label: str) -> dict[str, Any]:
     """Check one dataset spec (from config/datasets/*.yaml or dataset_specs)."""
-    _check(spec, _schema()["$defs"]["dataset_spec"], label)
+    check_against(spec, _schema()["$defs"]["dataset_spec"], label)
     return spec
 
 

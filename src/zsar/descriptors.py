@@ -34,7 +34,7 @@ import yaml
 from zsar.io import write_json
 from zsar.method import DESCRIPTOR_KINDS, KINDS
 from zsar.provenance import provenance
-from zsar.registry import model_dir
+from zsar.registry import Backend, model_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -487,10 +487,18 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
 
 
 # backend name -> describe(entry, classes, settings) -> (records, prompt_version, generation)
-BACKENDS: dict[str, Callable[..., tuple[dict[str, Any], str, dict[str, Any]]]] = {
-    "transformers": llm_backend(transformers_completer),
-    "openai": llm_backend(openai_completer),
-    "file": describe_from_file,
+def _curated_file(entry: Mapping[str, Any]) -> list[str]:
+    return [entry["path"]]
+
+
+# backend -> describe(entry, classes, settings) -> (records, prompt_version, generation), with
+# its traits: only a local LLM is fetched and runs on a GPU; a curated file is a rule input.
+BACKENDS: dict[str, Backend] = {
+    "transformers": Backend(llm_backend(transformers_completer), fetches_weights=True,
+                            uses_gpu=True),
+    "openai": Backend(llm_backend(openai_completer), fetches_weights=False, uses_gpu=False),
+    "file": Backend(describe_from_file, fetches_weights=False, uses_gpu=False,
+                    input_files=_curated_file),
 }
 
 
@@ -538,7 +546,7 @@ def run_descriptor_stage(
     )
     LOGGER.info("descriptors for %d classes with llm '%s' (backend %s)",
                 len(classes), entry["name"], backend_name)
-    records, prompt_version, generation = BACKENDS[backend_name](entry, classes, settings)
+    records, prompt_version, generation = BACKENDS[backend_name].make(entry, classes, settings)
     block = provenance(
         {"llm": dict(entry), "classes": [c.raw for c in classes],
          "prompt_version": prompt_version, "generation": generation},
@@ -580,80 +588,3 @@ def descriptor_texts(
         ]
         for kind in DESCRIPTOR_KINDS
     }
-
-
-# --- A tiny random LLM for the demo and tests -------------------------------------------------
-
-# Text the tiny tokenizer is trained on: English about actions and the JSON it is asked for,
-# so that prompts tokenize into a few hundred tokens rather than one per byte.
-_TINY_CORPUS = [
-    "You describe human actions for a video recognition system that matches video frames.",
-    "Describe only what a camera would see: objects, body parts, poses, motion and the scene.",
-    "Answer with one JSON object and nothing else, no prose, no markdown.",
-    "Action class: return a JSON object with exactly these keys: attributes, descriptions, "
-    "hierarchy. Short visual cues, sentences, category names from general to specific.",
-    'A player bounces an orange basketball repeatedly against the court floor with one hand.',
-    '{"attributes": ["hand", "ball"], "descriptions": ["A person moves."], '
-    '"hierarchy": ["sports", "ball sports", "basketball"]}',
-    "Your previous answer was rejected. Reply with the corrected JSON object only.",
-]
-_CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def _train_tiny_tokenizer(vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte stays encodable
-        show_progress=False,
-    )
-    bpe.train_from_iterator(_TINY_CORPUS * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=_CHATML_TEMPLATE,
-    )
-
-
-def build_tiny_llm(spec: Mapping[str, Any], out_dir: str | Path) -> None:
-    """Save a tiny randomly initialised Qwen2-shaped causal LM and its tokenizer to out_dir.
-
-    It loads through the same AutoTokenizer/AutoModelForCausalLM path as a real checkpoint.
-    Its answers are noise, which exercises the repair and fallback path end to end.
-    """
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tiny_tokenizer(int(spec.get("vocab_size", 512)))
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=int(spec.get("hidden_size", 32)),
-        intermediate_size=int(spec.get("intermediate_size", 64)),
-        num_hidden_layers=int(spec.get("layers", 2)),
-        num_attention_heads=int(spec.get("heads", 2)),
-        num_key_value_heads=1,
-        max_position_embeddings=int(spec.get("max_positions", 8192)),
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(int(spec.get("seed", 0)))
-    model = Qwen2ForCausalLM(config).eval()
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)

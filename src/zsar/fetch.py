@@ -35,18 +35,18 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, READY_FILE
+from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
 from zsar.io import atomic_path, write_json
-from zsar.registry import model_dir
+from zsar.registry import READY_FILE, backend_of, model_dir, ready_path
 
 log = logging.getLogger(__name__)
 
-# build.family -> "module:function" with signature build(spec: dict, out_dir: Path) -> None.
-# Strings, imported only when used, so a stage's builder may live in its own module.
+# build.family -> "module:function" with signature build(spec: dict, out_dir: Path) -> None;
+# strings, imported only when used.
 BUILDERS: dict[str, str] = {
-    "open_clip": "zsar.backbones:build_tiny_open_clip",
-    "vlm": "zsar.captions:build_tiny_vlm",
-    "causal_lm": "zsar.descriptors:build_tiny_llm",
+    "open_clip": "zsar.tiny:build_tiny_open_clip",
+    "vlm": "zsar.tiny:build_tiny_vlm",
+    "causal_lm": "zsar.tiny:build_tiny_llm",
 }
 CHUNK_BYTES = 1 << 20
 # Tokenizer and processor files a model folder needs besides config and weights.
@@ -279,7 +279,7 @@ def fetch_url(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def fetch_hf_repo(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
-    flavour = "open_clip" if entry.get("loader") == "open_clip" else "transformers"
+    flavour = "open_clip" if entry.get("backend") == "open_clip" else "transformers"
     return snapshot_repo(
         entry["hf_repo"],
         folder,
@@ -359,21 +359,26 @@ FETCHERS: dict[str, Callable[[Mapping[str, Any], Path], dict[str, Any]]] = {
     "pretrained": fetch_open_clip_pretrained,
     "source": fetch_source,
 }
-# Backends that read nothing from resources/: a server, or a file named in the entry.
-NOTHING_TO_FETCH = ("openai", "file")
 
 
-def fetch_model(entry: Mapping[str, Any], resources: str | os.PathLike) -> Path:
-    """Fetch or build the weights of one registry entry; returns the `.zsar-ready` path."""
+def fetch_model(
+    entry: Mapping[str, Any], resources: str | os.PathLike, section: str | None = None
+) -> Path:
+    """Fetch or build the weights of one registry entry; returns its ready file's path.
+
+    An entry whose backend fetches nothing (a server, a file; registry.Backend) gets a
+    ready file that says so. `section` is the entry's registry section (found by name in
+    the registry when the rule calls this; given by tests and scripts).
+    """
     folder = model_dir(resources, entry["name"])
-    ready = folder / READY_FILE
+    ready = ready_path(resources, entry["name"])
     ready.unlink(missing_ok=True)  # a re-fetch is unready until it has finished
     folder.mkdir(parents=True, exist_ok=True)
     key = next((k for k in FETCHERS if k in entry), None)
     if key is not None:
         log.info("model %s: fetching by %s", entry["name"], key)
         record = FETCHERS[key](entry, folder)
-    elif entry.get("backend") in NOTHING_TO_FETCH:
+    elif section is not None and not backend_of(section, entry).fetches_weights:
         record = {"backend": entry["backend"]}
     else:
         raise FetchError(f"model '{entry['name']}' names no source; give one of {sorted(FETCHERS)}")

@@ -57,38 +57,6 @@ def primary_run(runs: Sequence[str], lambdas: Sequence[float]) -> str:
     return full[0] if full else runs[-1]
 
 
-PER_BACKBONE_PAGES = (
-    "confusion.png",
-    "per_class_accuracy.png",
-    "explanations-correct.html",
-    "explanations-wrong.html",
-)
-PER_DATASET_PAGES = ("ablation.png", "summary.html")
-
-
-def report_targets(
-    datasets: Iterable[str], backbones: Iterable[str], runs: Iterable[str]
-) -> list[str]:
-    """Every file the report rules write (explanations of every run included), in a
-    stable order; the workflow's final outputs list them so `snakemake` builds them."""
-    datasets, backbones, runs = list(datasets), list(backbones), list(runs)
-    targets = [
-        f"results/{d}/explanations/{b}/{r}.parquet"
-        for d in datasets
-        for b in backbones
-        for r in runs
-    ]
-    targets.append("results/report/tables.html")
-    targets += [f"results/report/{d}/{page}" for d in datasets for page in PER_DATASET_PAGES]
-    targets += [
-        f"results/report/{d}/{b}/{page}"
-        for d in datasets
-        for b in backbones
-        for page in PER_BACKBONE_PAGES
-    ]
-    return targets
-
-
 def sample_rows(rows: Sequence[Mapping[str, Any]], count: int, seed: int) -> list[dict]:
     """A deterministic sample of `count` rows, in (split, video_id) order.
 

@@ -6,7 +6,7 @@ rule caption_shard:
         frames=frames_shard,
         prompts=f"config/prompts/{config['captions']['prompt_set']}.yaml",
         model=lambda wildcards: model_ready("captioners", wildcards.captioner),
-        imported=lambda wildcards: model_file("captioners", wildcards.captioner),
+        imported=lambda wildcards: model_files("captioners", wildcards.captioner),
     output:
         captions="results/{dataset}/captions/{captioner}/{shard}.parquet",
         failures="results/{dataset}/captions/{captioner}/{shard}.failures.parquet",

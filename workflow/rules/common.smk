@@ -7,8 +7,7 @@ from snakemake.exceptions import WorkflowError
 from zsar.config import ConfigError, lambdas, validate_config
 from zsar.method import VARIANTS
 from zsar.plan import parse_variant_run, resolve_run, variant_runs
-from zsar.registry import get_entry
-from zsar.report import report_targets
+from zsar.registry import backend_of, get_entry, ready_path
 
 
 try:
@@ -31,37 +30,36 @@ def registry_entry(section, name):
     return get_entry(PLAN.registry, section, name)
 
 
-def any_registry_entry(name):
+def registry_section(name):
+    """The registry section that holds `name` (fetch_model's wildcard names any model)."""
     for section, entries in PLAN.registry.items():
         if name in entries:
-            return get_entry(PLAN.registry, section, name)
+            return section
     raise WorkflowError(f"'{name}' is not in the model registry")
 
 
-def needs_weights(entry):
-    """Entries served over HTTP or read from a file have nothing to fetch."""
-    return entry.get("backend") not in ("openai", "file")
-
-
 def model_ready(section, name):
-    """Ready-flags of a model and of the model it builds on (`base:`; ViFi-CLIP takes its
-    token table from OpenAI's CLIP), so no GPU job starts before both are fetched."""
+    """Ready files of a model and of the model it builds on (`base:`; ViFi-CLIP takes its
+    token table from OpenAI's CLIP), so no GPU job starts before both are fetched. A
+    backend that fetches nothing (a server, a file) has none."""
     entry = registry_entry(section, name)
-    flags = [f"{RESOURCES}/models/{name}/.zsar-ready"] if needs_weights(entry) else []
+    fetched = backend_of(section, entry).fetches_weights
+    flags = [str(ready_path(RESOURCES, name))] if fetched else []
     if entry.get("base"):
         flags += model_ready(section, entry["base"])
     return flags
 
 
 def gpus_for(section, name):
-    """A GPU only for models that run locally; files and HTTP endpoints need none."""
-    return 1 if registry_entry(section, name).get("backend") == "transformers" else 0
+    """One GPU for a backend that runs a model locally; files and HTTP endpoints need none."""
+    return 1 if backend_of(section, registry_entry(section, name)).uses_gpu else 0
 
 
-def model_file(section, name):
-    """The file a `file` backend reads, so that editing it re-runs the stage."""
+def model_files(section, name):
+    """Files the entry names that the stage reads (a caption or descriptors file), as
+    inputs, so that editing one re-runs the stage."""
     entry = registry_entry(section, name)
-    return [entry["path"]] if entry.get("backend") == "file" else []
+    return backend_of(section, entry).input_files(entry)
 
 
 def dataset_plan(wildcards):
@@ -148,11 +146,41 @@ def all_metrics():
     )
 
 
+def report_targets():
+    """Every file the report rules (report.smk) write, explanations of every run included."""
+    datasets, backbones = list(PLAN.datasets), list(PLAN.backbones)
+    return [
+        *expand(
+            "results/{dataset}/explanations/{backbone}/{run}.parquet",
+            dataset=datasets,
+            backbone=backbones,
+            run=RUNS,
+        ),
+        "results/report/tables.html",
+        *expand(
+            "results/report/{dataset}/{page}",
+            dataset=datasets,
+            page=["ablation.png", "summary.html"],
+        ),
+        *expand(
+            "results/report/{dataset}/{backbone}/{page}",
+            dataset=datasets,
+            backbone=backbones,
+            page=[
+                "confusion.png",
+                "per_class_accuracy.png",
+                "explanations-correct.html",
+                "explanations-wrong.html",
+            ],
+        ),
+    ]
+
+
 def final_outputs():
     return [
         *all_metrics(),
         "results/tables/results.md",
         "results/tables/results.csv",
         "results/tables/results.tex",
-        *report_targets(PLAN.datasets, PLAN.backbones, RUNS),
+        *report_targets(),
     ]

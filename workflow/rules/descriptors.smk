@@ -8,7 +8,7 @@ rule descriptors:
         classes="results/{dataset}/classes.parquet",
         prompts=f"config/prompts/{config['descriptors']['prompt_set']}.yaml",
         model=lambda wildcards: model_ready("llms", wildcards.llm),
-        curated=lambda wildcards: model_file("llms", wildcards.llm),
+        curated=lambda wildcards: model_files("llms", wildcards.llm),
     output:
         "results/{dataset}/descriptors/{llm}.json",
     params:

@@ -11,7 +11,7 @@ rule embed_videos:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
     threads: 2
     resources:
-        gpu=1,
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
         mem_mb=16000,
         runtime=120,
     log:
@@ -51,7 +51,7 @@ rule embed_class_texts:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
         templates=config["descriptors"]["templates"],
     resources:
-        gpu=1,
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
         mem_mb=8000,
         runtime=30,
     log:
@@ -71,7 +71,7 @@ rule embed_captions:
     params:
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
     resources:
-        gpu=1,
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
         mem_mb=8000,
         runtime=30,
     log:

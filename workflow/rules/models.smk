@@ -9,9 +9,10 @@ localrules:
 
 rule fetch_model:
     output:
-        ready=f"{RESOURCES}/models/{{model}}/.zsar-ready",
+        ready=str(ready_path(RESOURCES, "{model}")),
     params:
-        entry=lambda wildcards: any_registry_entry(wildcards.model),
+        entry=lambda wildcards: registry_entry(registry_section(wildcards.model), wildcards.model),
+        section=lambda wildcards: registry_section(wildcards.model),
     log:
         "results/logs/fetch_model/{model}.log",
     conda:

@@ -23,7 +23,6 @@ rule tables:
 # Explanations, figures and pages for `snakemake --report`. The per-class figures and
 # the explanation pages describe one run per (dataset, backbone): REPORT_RUN, the `full`
 # variant when scored (zsar.report.primary_run); explanations exist for every run.
-# zsar.report.report_targets lists every output below, for final_outputs().
 from zsar.report import primary_run
 
 REPORT_RUN = primary_run(RUNS, LAMBDAS)

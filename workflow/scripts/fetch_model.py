@@ -9,6 +9,6 @@ logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %
 
 from zsar.fetch import fetch_model
 
-ready = fetch_model(snakemake.params.entry, snakemake.config["resources"])
+ready = fetch_model(snakemake.params.entry, snakemake.config["resources"], snakemake.params.section)
 if Path(ready) != Path(snakemake.output.ready):
     raise RuntimeError(f"fetch_model wrote {ready}, but the rule expects {snakemake.output.ready}")
