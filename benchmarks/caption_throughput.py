@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from zsar.captions import VISUAL_INPUTS, decode_jpegs
+    from zsar.captions import VISUAL_INPUTS
+    from zsar.frames import decode_jpegs
 
     gpu = args.device.startswith("cuda")
     args.shape = args.shape or ("7b" if gpu else "small")

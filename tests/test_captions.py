@@ -4,7 +4,6 @@ cleaning, out-of-memory back-off, crash atomicity and the generic gather script.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -19,7 +18,8 @@ import yaml
 from PIL import Image
 
 from zsar import captions as C
-from zsar.io import PROVENANCE_KEY, read_provenance, write_parquet
+from zsar.frames import decode_jpegs
+from zsar.io import PROVENANCE_KEY, gather_parquet, read_provenance, write_parquet
 from zsar.registry import get_entry, load_registry
 from zsar.tiny import TINY_VLM_ARCHS, build_tiny_vlm
 
@@ -111,7 +111,7 @@ def test_batched_and_one_at_a_time_greedy_captions_are_identical(resources, arch
     if arch == "qwen2_5_vl":  # the batch really was padded: prompts of different lengths
         key = C.VISUAL_INPUTS[visual_input]
         lengths = {len(processor(text=[captioner(1)._prompt_text(len(v.jpegs))],
-                                 **{key: [C.decode_jpegs(v.jpegs)]})["input_ids"][0])
+                                 **{key: [decode_jpegs(v.jpegs)]})["input_ids"][0])
                    for v in videos}
         assert len(lengths) > 1
 
@@ -323,15 +323,10 @@ def test_file_backend_matches_by_stem_and_rejects_bad_files(tmp_path):
         C.read_caption_file(tmp_path / "captions.txt")
 
 
-# --- the generic gather script ---------------------------------------------------------------
+# --- gathering shards ------------------------------------------------------------------------
 
 
 def test_gather_concatenates_shards_in_order_and_keeps_provenance(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "gather_script", ROOT / "workflow" / "scripts" / "gather.py")
-    gather = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gather)  # no `snakemake` object: defines functions only
-
     shards = []
     for i, ids in enumerate([["b", "a"], [], ["c"]]):
         path = tmp_path / f"{i:03d}-of-003.parquet"
@@ -340,7 +335,7 @@ def test_gather_concatenates_shards_in_order_and_keeps_provenance(tmp_path):
         write_parquet(table, path, provenance={"model": "m", "shard": i})
         shards.append(path)
     out = tmp_path / "all.parquet"
-    gather.gather_parquet(shards, out)
+    assert gather_parquet(shards, out) == 3
     table = pq.read_table(out)
     assert table.column("video_id").to_pylist() == ["b", "a", "c"]
     assert read_provenance(out) == {"model": "m", "shard": 0}

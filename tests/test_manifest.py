@@ -145,16 +145,15 @@ def test_cli_does_not_import_torch(demo, tmp_path):
     assert result.stdout.splitlines() == ["videos=3 classes=2 missing=3", "False"]
 
 
-def test_run_manifest_stage_reads_the_rule_params(demo, tmp_path):
+def test_run_manifest_stage_reads_the_rule_params(demo, tmp_path, caplog):
     ann, labels, root = demo
     spec = {"adapter": "demo", "annotations": {"1": str(ann)}, "labels": {"1": str(labels)},
             "video_root": str(root), "format": None, "splits": [1]}
-    log = tmp_path / "log.txt"
-    with open(log, "w") as handle:
+    with caplog.at_level("INFO", logger="zsar.manifest"):
         summary = stage.run_manifest_stage(spec, str(tmp_path / "m.parquet"),
-                                           str(tmp_path / "c.parquet"), log=handle)
+                                           str(tmp_path / "c.parquet"))
     assert summary == "videos=3 classes=2 missing=1"
-    assert summary in log.read_text()
+    assert summary in caplog.messages and "missing on disk: 1 of 3 videos" in caplog.text
     assert pq.read_table(tmp_path / "c.parquet").num_rows == 2
 
 
@@ -186,7 +185,7 @@ def test_gather_failures(tmp_path):
         write_parquet(table, paths[-1])
 
     out = tmp_path / "failures.parquet"
-    stage.run_failures_stage(str(manifest_path), paths, str(out), log=sys.stderr)
+    stage.run_failures_stage(str(manifest_path), paths, str(out))
     expected = [
         {"video_id": "v/b.mp4", "stage": "captions", "reason": "timeout"},
         {"video_id": "v/b.mp4", "stage": "frames", "reason": "no frames"},
@@ -196,7 +195,7 @@ def test_gather_failures(tmp_path):
     ]
     assert pq.read_table(out).to_pylist() == expected
     # The order of the shard files does not change the result.
-    stage.run_failures_stage(str(manifest_path), paths[::-1], str(out), log=sys.stderr)
+    stage.run_failures_stage(str(manifest_path), paths[::-1], str(out))
     assert pq.read_table(out).to_pylist() == expected
 
 

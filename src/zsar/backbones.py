@@ -33,7 +33,7 @@ from typing import Any
 
 from zsar.registry import READY_FILE, Backend, model_dir
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 # Weight files of an open_clip folder, in the order open_clip itself prefers them.
@@ -509,7 +509,7 @@ def load_video_checkpoint(
     spec = LAYOUTS[layout]
     base = base_state_dict(entry, resources) if spec.from_base else None
     state, dropped = video_clip_state_dict(load_training_checkpoint(path), spec, base)
-    log.info("%s: %d tensors loaded, %d unused %s", path, len(state), len(dropped), dropped[:2])
+    logger.info("%s: %d tensors loaded, %d unused %s", path, len(state), len(dropped), dropped[:2])
     model_cfg = architecture_cfg(entry)
     model = build_open_clip_model(model_cfg, state, device)
     # Both projects tokenize with OpenAI's BPE, which open_clip bundles.
@@ -539,7 +539,7 @@ def load_backbone(entry: Mapping[str, Any], resources: str | Path, device: str =
         raise ValueError(
             f"backbone '{entry.get('name')}': backend must be one of {sorted(BACKENDS)}"
         )
-    log.info("loading backbone %s (%s) on %s", entry["name"], backend, device)
+    logger.info("loading backbone %s (%s) on %s", entry["name"], backend, device)
     return BACKENDS[backend].make(entry, resources, str(device))
 
 

@@ -24,7 +24,6 @@ loader as real checkpoints.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import re
@@ -39,11 +38,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from zsar.frames import decode_jpegs, iter_shard_batches
 from zsar.io import ParquetStreamWriter, failures_table, write_parquet
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 STAGE = "captions"
 CAPTION_SCHEMA = pa.schema(
@@ -186,24 +186,9 @@ def iter_frame_batches(
 ) -> Iterator[list[VideoFrames]]:
     """Stream a frames shard in batches of videos, without holding the shard in memory."""
     columns = ["video_id", "jpeg"] if with_frames else ["video_id"]
-    shard = pq.ParquetFile(frames_shard)
-    for record_batch in shard.iter_batches(batch_size=max(1, batch_size), columns=columns):
-        ids = record_batch.column("video_id").to_pylist()
-        if with_frames:
-            jpegs = record_batch.column("jpeg").to_pylist()
-        else:
-            jpegs = [[] for _ in ids]
-        yield [VideoFrames(v, list(j or [])) for v, j in zip(ids, jpegs, strict=True)]
-
-
-def decode_jpegs(jpegs: Sequence[bytes]):
-    from PIL import Image
-
-    images = []
-    for data in jpegs:
-        with Image.open(io.BytesIO(data)) as image:
-            images.append(image.convert("RGB"))
-    return images
+    for batch in iter_shard_batches(frames_shard, columns, batch_size):
+        jpegs = batch.get("jpeg") or [[] for _ in batch["video_id"]]
+        yield [VideoFrames(v, list(j or [])) for v, j in zip(batch["video_id"], jpegs, strict=True)]
 
 
 # --- Batching with out-of-memory back-off ---------------------------------------------------
@@ -235,7 +220,7 @@ def run_in_batches(
     *,
     is_oom: Callable[[BaseException], bool] = is_out_of_memory,
     on_oom: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = LOGGER.warning,
+    log: Callable[[str], None] = logger.warning,
 ) -> list[Outcome]:
     """`run` over `items` in chunks of `batch.size`, one outcome per item, in order.
 
@@ -490,7 +475,7 @@ class OpenAICaptioner(Captioner):
                                                                            self.max_frames)))
             slots.append(i)
         results = self.client.complete_many(
-            requests, max_tokens=self.max_new_tokens, temperature=0.0, log=LOGGER
+            requests, max_tokens=self.max_new_tokens, temperature=0.0, log=logger
         )
         for i, result in zip(slots, results, strict=True):
             outcomes[i] = (result.text, None) if result.error is None else (None, result.error)
@@ -621,16 +606,16 @@ class FileCaptioner(Captioner):
 
     def finish(self) -> None:
         _, report = match_imported_captions(self._seen, self.captions, self.key)
-        LOGGER.info(
+        logger.info(
             "caption file %s: %d of %d videos matched; %d missing (recorded as failures); "
             "%d ids in the file matched no video of this shard (other shards, videos that "
             "failed to decode, or ids unknown to the dataset)",
             self.path, report.matched, len(self._seen), len(report.missing), len(report.unused),
         )
         if report.missing:
-            LOGGER.warning("missing captions, e.g.: %s", ", ".join(report.missing[:10]))
+            logger.warning("missing captions, e.g.: %s", ", ".join(report.missing[:10]))
         if report.unused:
-            LOGGER.info("ids in the file not in this shard, e.g.: %s",
+            logger.info("ids in the file not in this shard, e.g.: %s",
                         ", ".join(report.unused[:10]))
 
 
@@ -709,14 +694,14 @@ def caption_shard(
             writer.write_rows(rows)  # one row group per batch: memory stays flat
             failures += failed
             for failure in failed:
-                LOGGER.warning("caption failed for %s: %s", failure["video_id"], failure["reason"])
+                logger.warning("caption failed for %s: %s", failure["video_id"], failure["reason"])
             bar.update(len(videos))
         captioner.finish()
         # Written before the captions file is renamed into place: a finished captions shard
         # always has its failures next to it.
         write_parquet(failures_table(failures), failures_out, provenance_block)
         captioned = writer.rows
-    LOGGER.info("captioned %d of %d videos; %d failed", captioned, total, len(failures))
+    logger.info("captioned %d of %d videos; %d failed", captioned, total, len(failures))
     return captioned, len(failures)
 
 
@@ -745,6 +730,6 @@ def run_caption_stage(
         extra={"revision": entry.get("revision") or entry.get("hf_repo") or "local",
                "generation_params": captioner.generation_params},
     )
-    LOGGER.info("captioner %s (%s) on %s, batch size %d", entry["name"], entry.get("backend"),
+    logger.info("captioner %s (%s) on %s, batch size %d", entry["name"], entry.get("backend"),
                 device, batch_size)
     caption_shard(frames_shard, out, failures_out, captioner, entry["name"], batch_size, block)

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Status codes worth retrying: rate limits, and server-side trouble that is often transient.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
@@ -99,7 +99,7 @@ def scrub(text: str, secret: str | None) -> str:
 
 def _emit(log: Log, message: str) -> None:
     if log is None:
-        LOGGER.warning(message)
+        logger.warning(message)
     elif isinstance(log, logging.Logger):
         log.warning(message)
     else:

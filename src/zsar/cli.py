@@ -4,8 +4,11 @@ so `zsar manifest` never pays for importing torch."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
+from collections.abc import Iterator
 
 # name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,11 +31,27 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """The library's warnings (e.g. videos missing on disk) on stderr while a command runs;
+    results go to stdout."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    package = logging.getLogger("zsar")
+    package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    with warnings_to_stderr():
+        return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":

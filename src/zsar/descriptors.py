@@ -36,7 +36,7 @@ from zsar.method import DESCRIPTOR_KINDS, KINDS
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Record field of each kind of descriptor text (the kinds are zsar.method's).
 KIND_FIELDS = {kind: KINDS[kind].field for kind in DESCRIPTOR_KINDS}
@@ -338,20 +338,20 @@ def _settle(cls: ClassName, reply: Reply, attempt: int, repair_attempts: int):
     """A record for the class, or the error text when the answer should be repaired."""
     if reply.error is not None:
         reason = f"request failed: {reply.error}"
-        LOGGER.warning("class '%s' falls back to its name: %s", cls.raw, reason)
+        logger.warning("class '%s' falls back to its name: %s", cls.raw, reason)
         return fallback_record(reason)
     record, error = parse_answer(reply.text)
     if record is not None:
         if not leaf_names_class(record["hierarchy"], cls.display):
-            LOGGER.info("class '%s': hierarchy ends in '%s', not the class name",
+            logger.info("class '%s': hierarchy ends in '%s', not the class name",
                         cls.raw, record["hierarchy"][-1])
         return record
     if attempt < repair_attempts:
-        LOGGER.info("class '%s': invalid answer (%s); repair %d/%d",
+        logger.info("class '%s': invalid answer (%s); repair %d/%d",
                     cls.raw, error, attempt + 1, repair_attempts)
         return error
     reason = f"no valid answer after {repair_attempts} repair attempt(s): {error}"
-    LOGGER.warning("class '%s' falls back to its name: %s", cls.raw, reason)
+    logger.warning("class '%s' falls back to its name: %s", cls.raw, reason)
     return fallback_record(reason)
 
 
@@ -420,7 +420,7 @@ def openai_completer(entry: Mapping[str, Any], settings: StageSettings) -> Compl
     def complete(conversations: list[Messages]) -> list[Reply]:
         return client.complete_many(
             conversations, max_tokens=settings.max_new_tokens, temperature=temperature,
-            log=LOGGER,
+            log=logger,
         )
 
     # A few rounds of requests per chunk keep every worker busy between progress updates.
@@ -469,19 +469,19 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
         key = cls.raw if cls.raw in curated else cls.display if cls.display in curated else None
         if key is None:
             reason = f"class '{cls.raw}' is not in the curated file {path}"
-            LOGGER.warning("%s; it falls back to its name", reason)
+            logger.warning("%s; it falls back to its name", reason)
             records[cls.raw] = fallback_record(reason)
             continue
         used.add(key)
         record, error = check_answer(curated[key])
         if record is None:
             reason = f"the entry for class '{cls.raw}' in {path} is invalid: {error}"
-            LOGGER.warning("%s; it falls back to its name", reason)
+            logger.warning("%s; it falls back to its name", reason)
             record = fallback_record(reason)
         records[cls.raw] = record
     unknown = sorted(set(curated) - used)
     if unknown:
-        LOGGER.warning("%d name(s) in %s match no class of this dataset: %s",
+        logger.warning("%d name(s) in %s match no class of this dataset: %s",
                        len(unknown), path, ", ".join(unknown))
     return records, f"curated:{version or path.name}", {}
 
@@ -544,7 +544,7 @@ def run_descriptor_stage(
         resources=str(resources),
         device=device,
     )
-    LOGGER.info("descriptors for %d classes with llm '%s' (backend %s)",
+    logger.info("descriptors for %d classes with llm '%s' (backend %s)",
                 len(classes), entry["name"], backend_name)
     records, prompt_version, generation = BACKENDS[backend_name].make(entry, classes, settings)
     block = provenance(
@@ -560,7 +560,7 @@ def run_descriptor_stage(
     validate_descriptors(document)
     write_json(document, out_path)
     summary = document["summary"]
-    LOGGER.info("wrote %s: %d classes, %d fell back to their name",
+    logger.info("wrote %s: %d classes, %d fell back to their name",
                 out_path, summary["classes"], summary["fallbacks"])
 
 

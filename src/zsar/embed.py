@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from zsar.io import ParquetStreamWriter, read_json, write_parquet
 from zsar.method import DESCRIPTOR_KINDS
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 VIDEO_EMBEDDING_SCHEMA = pa.schema(
     [("video_id", pa.string()), ("vector", pa.list_(pa.float32())), ("num_frames", pa.int32())]
@@ -342,7 +342,7 @@ def run_video_embedding_stage(
         writer.write_rows(rows)
         written = writer.rows
     bar.close()
-    log.info("embedded %d videos from %s", written, frames_shard)
+    logger.info("embedded %d videos from %s", written, frames_shard)
     return written
 
 
@@ -413,10 +413,10 @@ def run_class_text_stage(
         pq.read_table(classes_path), read_json(descriptors_path), templates
     )
     write_parquet(embed_text_records(records, backbone), out_path, provenance)
-    log.info("embedded %d class texts", len(records))
+    logger.info("embedded %d class texts", len(records))
 
 
 def run_caption_text_stage(captions_path, out_path, backbone, provenance=None) -> None:
     records = caption_text_records(pq.read_table(captions_path))
     write_parquet(embed_text_records(records, backbone), out_path, provenance)
-    log.info("embedded %d captions", len(records))
+    logger.info("embedded %d captions", len(records))

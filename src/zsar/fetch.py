@@ -39,7 +39,7 @@ from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
 from zsar.io import atomic_path, write_json
 from zsar.registry import READY_FILE, backend_of, model_dir, ready_path
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # build.family -> "module:function" with signature build(spec: dict, out_dir: Path) -> None;
 # strings, imported only when used.
@@ -179,7 +179,7 @@ def download(url: str, target: Path, sha256: str | None = None) -> Path:
     if scheme not in STREAMS:
         raise FetchError(f"{url}: unsupported scheme; use one of {sorted(STREAMS)}")
     if target.is_file() and (sha256 is None or sha256_of(target) == sha256.lower()):
-        log.info("%s already present", target)
+        logger.info("%s already present", target)
         return target
     digest = hashlib.sha256()
     with atomic_path(target) as tmp, STREAMS[scheme](url) as (total, chunks):
@@ -203,7 +203,7 @@ def download(url: str, target: Path, sha256: str | None = None) -> Path:
             raise ChecksumError(
                 f"{url}: sha256 {digest.hexdigest()} != expected {sha256}; nothing was kept"
             )
-    log.info("downloaded %s -> %s", url, target)
+    logger.info("downloaded %s -> %s", url, target)
     return target
 
 
@@ -230,7 +230,7 @@ def snapshot_repo(
             sorted(published), flavour, weights=weights, remote_code=remote_code
         )
         files = [f for f in wanted if f not in skip]
-        log.info("%s@%s: fetching %s", repo, info.sha, files)
+        logger.info("%s@%s: fetching %s", repo, info.sha, files)
         snapshot_download(repo, revision=info.sha, local_dir=folder, allow_patterns=files)
     except FetchError:
         raise
@@ -376,7 +376,7 @@ def fetch_model(
     folder.mkdir(parents=True, exist_ok=True)
     key = next((k for k in FETCHERS if k in entry), None)
     if key is not None:
-        log.info("model %s: fetching by %s", entry["name"], key)
+        logger.info("model %s: fetching by %s", entry["name"], key)
         record = FETCHERS[key](entry, folder)
     elif section is not None and not backend_of(section, entry).fetches_weights:
         record = {"backend": entry["backend"]}
@@ -384,5 +384,5 @@ def fetch_model(
         raise FetchError(f"model '{entry['name']}' names no source; give one of {sorted(FETCHERS)}")
     record = {"name": entry["name"], "fetched_by": key, **record, "files": folder_listing(folder)}
     write_json(record, ready)
-    log.info("model %s ready in %s", entry["name"], folder)
+    logger.info("model %s ready in %s", entry["name"], folder)
     return ready

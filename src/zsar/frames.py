@@ -54,7 +54,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SAMPLING_RULE = "tsn-centre: floor((i + 0.5) * L / N), i = 0..N-1"
 
@@ -433,7 +433,7 @@ def decode_videos(
                 # (or is about to) for the whole of this wait.
                 result = outcome(item, future)
             except FutureTimeout:
-                log.warning("decoder timed out on %s; restarting the worker pool", item[0])
+                logger.warning("decoder timed out on %s; restarting the worker pool", item[0])
                 survivors = list(pending)
                 pending.clear()
                 pool.kill()
@@ -445,7 +445,7 @@ def decode_videos(
                     )
                 continue
             except BrokenProcessPool:
-                log.warning("a decode worker died; retrying the videos in flight one by one")
+                logger.warning("a decode worker died; retrying the videos in flight one by one")
                 suspects = [(item, future), *pending]
                 pending.clear()
                 pool.kill()
@@ -568,7 +568,7 @@ def run_frames_stage(
 
     seconds = time.monotonic() - started
     counts = {"videos": len(items), "decoded": len(items) - len(failures), "failed": len(failures)}
-    log.info(
+    logger.info(
         "frames shard=%s videos=%d decoded=%d failed=%d workers=%d seconds=%.1f (%.1f videos/s)",
         shard,
         counts["videos"],
@@ -579,17 +579,44 @@ def run_frames_stage(
         counts["videos"] / seconds if seconds > 0 else 0.0,
     )
     for failure in failures:
-        log.info("failed %s: %s", failure["video_id"], failure["reason"])
+        logger.info("failed %s: %s", failure["video_id"], failure["reason"])
     return counts
 
 
-def read_frames(shard_path: str | os.PathLike) -> Iterator[tuple[str, list]]:
-    """(video_id, [PIL RGB images]) for each video of a frames shard, one row group at a time."""
+# ---------------------------------------------------------------- reading a frames shard
+# The one place that reads the frames contract: captions, the embedding stage, zsar predict
+# and the report all decode shards through these.
+
+
+def decode_jpeg(data: bytes):
+    """One stored frame as an RGB PIL image."""
     from PIL import Image
 
+    image = Image.open(io.BytesIO(data))
+    # convert("RGB") copies even an RGB image; this stage writes RGB, so skip the copy.
+    if image.mode == "RGB":
+        image.load()
+        return image
+    return image.convert("RGB")
+
+
+def decode_jpegs(jpegs: Iterable[bytes]) -> list:
+    return [decode_jpeg(data) for data in jpegs]
+
+
+def iter_shard_batches(
+    shard_path: str | os.PathLike, columns: Iterable[str], batch_videos: int = ROW_GROUP_VIDEOS
+) -> Iterator[dict[str, list]]:
+    """A frames shard's `columns` as lists, `batch_videos` videos at a time, in shard order;
+    memory holds one batch, however large the shard."""
+    columns = list(columns)
     shard = pq.ParquetFile(shard_path)
-    for batch in shard.iter_batches(batch_size=ROW_GROUP_VIDEOS, columns=["video_id", "jpeg"]):
-        for video_id, jpegs in zip(
-            batch.column("video_id").to_pylist(), batch.column("jpeg").to_pylist(), strict=True
-        ):
-            yield video_id, [Image.open(io.BytesIO(j)).convert("RGB") for j in jpegs]
+    for batch in shard.iter_batches(batch_size=max(1, batch_videos), columns=columns):
+        yield {name: batch.column(name).to_pylist() for name in columns}
+
+
+def read_frames(shard_path: str | os.PathLike) -> Iterator[tuple[str, list]]:
+    """(video_id, [PIL RGB images]) for each video of a frames shard, one batch at a time."""
+    for batch in iter_shard_batches(shard_path, ["video_id", "jpeg"]):
+        for video_id, jpegs in zip(batch["video_id"], batch["jpeg"], strict=True):
+            yield video_id, decode_jpegs(jpegs)

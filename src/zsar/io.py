@@ -163,3 +163,18 @@ def concat_parquet(paths: list[str | os.PathLike], schema: pa.Schema | None = No
             raise ValueError("no shards to concatenate and no schema given")
         return schema.empty_table()
     return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+
+
+def gather_parquet(inputs: list[str | os.PathLike], output: str | os.PathLike) -> int:
+    """Stream every shard's row groups into `output`, in input order, with the first shard's
+    provenance; memory stays one row group. Returns the row count."""
+    paths = [str(p) for p in inputs]
+    if not paths:
+        raise ValueError(f"nothing to gather into {output}")
+    schema = pq.read_schema(paths[0]).remove_metadata()
+    with ParquetStreamWriter(output, schema, read_provenance(paths[0])) as writer:
+        for path in paths:
+            shard = pq.ParquetFile(path)
+            for group in range(shard.num_row_groups):
+                writer.write_table(shard.read_row_group(group))
+        return writer.rows

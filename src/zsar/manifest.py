@@ -13,11 +13,12 @@ into `failures.parquet`, because the manifest is what defines "missing".
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +27,8 @@ import pyarrow.parquet as pq
 from zsar import adapters
 from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet
 from zsar.provenance import provenance
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -179,17 +182,17 @@ def default_classes_path(out: str | os.PathLike) -> Path:
     return out.with_name(f"{out.stem}.classes.parquet")
 
 
-def report_missing(manifest: pa.Table, video_root: str | None, log: TextIO) -> None:
+def report_missing(manifest: pa.Table, video_root: str | None) -> None:
     missing = missing_videos(manifest)
     if not missing:
         return
     why = "" if video_root else " (no video root given)"
-    print(f"missing on disk: {len(missing)} of {manifest.num_rows} videos{why}", file=log)
+    logger.warning("missing on disk: %d of %d videos%s", len(missing), manifest.num_rows, why)
     for path in missing[:MISSING_SHOWN]:
-        print(f"  missing: {path}", file=log)
+        logger.warning("  missing: %s", path)
     if len(missing) > MISSING_SHOWN:
-        print(f"  ... and {len(missing) - MISSING_SHOWN} more (exists=False in the manifest)",
-              file=log)
+        logger.warning("  ... and %d more (exists=False in the manifest)",
+                       len(missing) - MISSING_SHOWN)
 
 
 def write_manifest(
@@ -200,10 +203,8 @@ def write_manifest(
     fmt: str | None,
     manifest_out: str | os.PathLike | None,
     classes_out: str | os.PathLike | None,
-    log: TextIO | None = None,
 ) -> str:
     """Build and write the tables whose path is given; return the summary line."""
-    log = log or sys.stderr  # looked up per call: the workflow and pytest swap sys.stderr
     manifest, classes, formats = _build(adapter, annotations, labels, video_root, fmt)
     spec = {
         "adapter": adapter,
@@ -217,7 +218,7 @@ def write_manifest(
     )
     if manifest_out is not None:
         write_parquet(manifest, manifest_out, provenance=block)
-        report_missing(manifest, video_root, log)
+        report_missing(manifest, video_root)
     if classes_out is not None:
         write_parquet(classes, classes_out, provenance=block)
     return summary_line(manifest, classes)
@@ -227,7 +228,6 @@ def run_manifest_stage(
     spec: Mapping[str, Any],
     manifest_out: str | None,
     classes_out: str | None,
-    log: TextIO | None = None,
 ) -> str:
     """The workflow's entry: `spec` is DatasetPlan.as_params() (splits keyed as strings).
 
@@ -235,22 +235,18 @@ def run_manifest_stage(
     where the videos are, so moving the videos (a new video_root) re-runs the manifest
     but leaves the class list, and the costly LLM descriptors keyed on it, untouched.
     """
-    log = log or sys.stderr
     splits = [int(s) for s in spec["splits"]]
     annotations = {s: spec["annotations"][str(s)] for s in splits}
     labels = {s: (spec.get("labels") or {}).get(str(s)) for s in splits}
     summary = write_manifest(
         spec["adapter"], annotations, labels, spec.get("video_root"), spec.get("format"),
-        manifest_out, classes_out, log,
+        manifest_out, classes_out,
     )
-    print(summary, file=log)
+    logger.info(summary)
     return summary
 
 
-def run_failures_stage(
-    manifest_path: str, failure_paths: list[str], out: str, log: TextIO | None = None
-) -> None:
-    log = log or sys.stderr
+def run_failures_stage(manifest_path: str, failure_paths: list[str], out: str) -> None:
     manifest = pq.read_table(manifest_path, columns=["video_id", "path", "exists"])
     # Stage failure files are read in sorted order; the result is sorted anyway.
     stage_failures = [concat_parquet(sorted(failure_paths), schema=FAILURE_SCHEMA)]
@@ -258,7 +254,7 @@ def run_failures_stage(
     write_parquet(failures, out, provenance=provenance(extra={"stage": "failures"}))
     by_stage = pc.value_counts(failures["stage"]).to_pylist() if failures.num_rows else []
     counts = " ".join(f"{c['values']}={c['counts']}" for c in by_stage)
-    print(f"failures={failures.num_rows} {counts}".strip(), file=log)
+    logger.info(f"failures={failures.num_rows} {counts}".strip())
 
 
 # ---------------------------------------------------------------------------------------

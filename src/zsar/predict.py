@@ -250,8 +250,8 @@ def build_class_model(classes: ClassList, descriptors_json, backbone, settings) 
 
 def video_embedding(jpegs: Sequence[bytes], backbone) -> np.ndarray:
     """The embedding stage's video embedding from the frames stage's JPEGs."""
-    from zsar.captions import decode_jpegs
     from zsar.embed import mean_frame_embedding
+    from zsar.frames import decode_jpegs
 
     pixels = backbone.preprocess(decode_jpegs(jpegs))
     return mean_frame_embedding(backbone.encode_images(pixels).numpy())

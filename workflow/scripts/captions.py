@@ -1,32 +1,26 @@
-"""Caption one frames shard (rule caption_shard)."""
+"""Rule caption_shard: one frames shard -> captions and caption failures."""
 
-import os
+from zsar.job import start_job
 
-# GPU jobs load weights fetched by the fetch_model rule; they never reach a hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import logging
-import sys
+def main(smk) -> None:
+    from zsar.captions import run_caption_stage
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-# One line per HTTP request is noise in the log of an openai captioner.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+    run_caption_stage(
+        frames_shard=smk.input.frames,
+        out=smk.output.captions,
+        failures_out=smk.output.failures,
+        entry=smk.params.captioner,
+        prompt_set_path=smk.input.prompts,
+        max_new_tokens=smk.params.max_new_tokens,
+        # Read from config, not a rule param: batching does not change the captions, so a
+        # new batch size must not re-run the stage.
+        batch_size=smk.config["captions"]["batch_size"],
+        resources=smk.config["resources"],
+        device="auto",
+    )
 
-from zsar.captions import run_caption_stage  # noqa: E402 - after the log redirect
 
-run_caption_stage(
-    frames_shard=snakemake.input.frames,
-    out=snakemake.output.captions,
-    failures_out=snakemake.output.failures,
-    entry=snakemake.params.captioner,
-    prompt_set_path=snakemake.input.prompts,
-    max_new_tokens=snakemake.params.max_new_tokens,
-    # Read from config, not a rule param: batching does not change the captions, so a new
-    # batch size must not re-run the stage.
-    batch_size=snakemake.config["captions"]["batch_size"],
-    resources=snakemake.config["resources"],
-    device="auto",
-)
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

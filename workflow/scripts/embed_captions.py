@@ -1,26 +1,23 @@
 """Rule embed_captions: captions -> text embeddings with the backbone's text encoder."""
 
-import os
+from zsar.job import start_job
 
-# GPU jobs load weights fetched by the fetch_model rule; they never reach a hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import logging
-import sys
+def main(smk) -> None:
+    from zsar.backbones import load_backbone
+    from zsar.devices import preferred_device
+    from zsar.embed import run_caption_text_stage
+    from zsar.provenance import provenance
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    entry = smk.params.backbone
+    run_caption_text_stage(
+        smk.input.captions,
+        smk.output[0],
+        load_backbone(entry, smk.config["resources"], preferred_device()),
+        provenance({"backbone": entry}, model=entry["name"]),
+    )
 
-from zsar.backbones import load_backbone
-from zsar.devices import preferred_device
-from zsar.embed import run_caption_text_stage
-from zsar.provenance import provenance
 
-entry = snakemake.params.backbone
-run_caption_text_stage(
-    snakemake.input.captions,
-    snakemake.output[0],
-    load_backbone(entry, snakemake.config["resources"], preferred_device()),
-    provenance({"backbone": entry}, model=entry["name"]),
-)
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

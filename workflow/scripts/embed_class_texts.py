@@ -1,28 +1,25 @@
 """Rule embed_class_texts: class names and descriptor sentences -> text embeddings."""
 
-import os
+from zsar.job import start_job
 
-# GPU jobs load weights fetched by the fetch_model rule; they never reach a hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import logging
-import sys
+def main(smk) -> None:
+    from zsar.backbones import load_backbone
+    from zsar.devices import preferred_device
+    from zsar.embed import run_class_text_stage
+    from zsar.provenance import provenance
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    entry = smk.params.backbone
+    run_class_text_stage(
+        smk.input.classes,
+        smk.input.descriptors,
+        smk.output[0],
+        load_backbone(entry, smk.config["resources"], preferred_device()),
+        smk.params.templates,
+        provenance({"backbone": entry, "templates": smk.params.templates}, model=entry["name"]),
+    )
 
-from zsar.backbones import load_backbone
-from zsar.devices import preferred_device
-from zsar.embed import run_class_text_stage
-from zsar.provenance import provenance
 
-entry = snakemake.params.backbone
-run_class_text_stage(
-    snakemake.input.classes,
-    snakemake.input.descriptors,
-    snakemake.output[0],
-    load_backbone(entry, snakemake.config["resources"], preferred_device()),
-    snakemake.params.templates,
-    provenance({"backbone": entry, "templates": snakemake.params.templates}, model=entry["name"]),
-)
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

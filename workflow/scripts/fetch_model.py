@@ -1,14 +1,19 @@
 """Rule fetch_model: download (or, for tiny models, build) one model into resources/models/."""
 
-import logging
-import sys
 from pathlib import Path
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+from zsar.job import start_job
 
-from zsar.fetch import fetch_model
 
-ready = fetch_model(snakemake.params.entry, snakemake.config["resources"], snakemake.params.section)
-if Path(ready) != Path(snakemake.output.ready):
-    raise RuntimeError(f"fetch_model wrote {ready}, but the rule expects {snakemake.output.ready}")
+def main(smk) -> None:
+    from zsar.fetch import fetch_model
+
+    ready = fetch_model(smk.params.entry, smk.config["resources"], smk.params.section)
+    if Path(ready) != Path(smk.output.ready):
+        raise RuntimeError(f"fetch_model wrote {ready}, but the rule expects {smk.output.ready}")
+
+
+if __name__ == "__main__":
+    # The one job that downloads: it runs where there is internet (a login node).
+    start_job(snakemake, hub_offline=False)
+    main(snakemake)

@@ -1,19 +1,9 @@
 """Rule frames: decode one shard of a dataset's videos into sampled, resized JPEG frames."""
 
-import logging
-import os
-import sys
+from zsar.job import start_job
 
 
 def main(smk) -> None:
-    log_file = open(smk.log[0], "w")  # stays open for the whole job
-    # Point file descriptor 2 at the log too, so the decode workers and the C decoders
-    # they run write there rather than to the terminal.
-    os.dup2(log_file.fileno(), 2)
-    sys.stderr = log_file
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
     from zsar.frames import run_frames_stage
 
     frames = smk.params.frames
@@ -31,4 +21,5 @@ def main(smk) -> None:
 
 # Decode workers are spawned processes that re-import this file; only the parent may run.
 if __name__ == "__main__":
+    start_job(snakemake)
     main(snakemake)

@@ -1,14 +1,18 @@
-"""Rule `failures`: missing videos from the manifest + every stage's failures -> one table."""
+"""Rule failures: missing videos from the manifest + every stage's failures -> one table."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-from zsar.manifest import run_failures_stage  # noqa: E402
+def main(smk) -> None:
+    from zsar.manifest import run_failures_stage
 
-run_failures_stage(
-    snakemake.input.manifest,
-    list(snakemake.input.frames) + list(snakemake.input.captions),
-    out=snakemake.output[0],
-    log=sys.stderr,
-)
+    run_failures_stage(
+        smk.input.manifest,
+        list(smk.input.frames) + list(smk.input.captions),
+        out=smk.output[0],
+    )
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

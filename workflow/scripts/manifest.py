@@ -1,15 +1,19 @@
-"""Rules `manifest` and `classes`: a dataset's annotation files -> manifest.parquet or
+"""Rules manifest and classes: a dataset's annotation files -> manifest.parquet or
 classes.parquet (whichever output the rule names)."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-from zsar.manifest import run_manifest_stage  # noqa: E402
+def main(smk) -> None:
+    from zsar.manifest import run_manifest_stage
 
-run_manifest_stage(
-    snakemake.params.spec,
-    manifest_out=snakemake.output.get("manifest"),
-    classes_out=snakemake.output.get("classes"),
-    log=sys.stderr,
-)
+    run_manifest_stage(
+        smk.params.spec,
+        manifest_out=smk.output.get("manifest"),
+        classes_out=smk.output.get("classes"),
+    )
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

@@ -1,15 +1,14 @@
 """Rule report_ablation: a dataset's metrics JSONs -> the ablation bar chart."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-import matplotlib
+def main(smk) -> None:
+    from zsar.report import run_ablation_plot_stage
 
-matplotlib.use("Agg")
+    run_ablation_plot_stage(list(smk.input), smk.output[0], dataset=smk.wildcards.dataset)
 
-from zsar.report import run_ablation_plot_stage
 
-run_ablation_plot_stage(
-    list(snakemake.input), snakemake.output[0], dataset=snakemake.wildcards.dataset
-)
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

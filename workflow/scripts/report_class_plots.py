@@ -1,21 +1,22 @@
 """Rule report_class_plots: one run's scores -> confusion matrix and per-class accuracy."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-import matplotlib
+def main(smk) -> None:
+    from zsar.report import run_class_plots_stage
 
-matplotlib.use("Agg")
+    w = smk.wildcards
+    run_class_plots_stage(
+        smk.input.scores,
+        smk.input.classes,
+        confusion_path=smk.output.confusion,
+        per_class_path=smk.output.per_class,
+        title=f"{w.dataset} / {w.backbone} / {smk.params.run}",
+        max_classes=smk.params.max_classes,
+    )
 
-from zsar.report import run_class_plots_stage
 
-w = snakemake.wildcards
-run_class_plots_stage(
-    snakemake.input.scores,
-    snakemake.input.classes,
-    confusion_path=snakemake.output.confusion,
-    per_class_path=snakemake.output.per_class,
-    title=f"{w.dataset} / {w.backbone} / {snakemake.params.run}",
-    max_classes=snakemake.params.max_classes,
-)
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

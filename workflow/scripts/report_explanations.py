@@ -1,17 +1,22 @@
 """Rule report_explanations: one run's explanations -> pages of correct and wrong predictions."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-from zsar.report import run_explanation_pages_stage
+def main(smk) -> None:
+    from zsar.report import run_explanation_pages_stage
 
-w = snakemake.wildcards
-run_explanation_pages_stage(
-    snakemake.input.explanations,
-    list(snakemake.input.frames),
-    {"correct": snakemake.output.correct, "wrong": snakemake.output.wrong},
-    title=f"{w.dataset} / {w.backbone} / {snakemake.params.run}",
-    per_group=snakemake.params.per_group,
-    seed=snakemake.params.seed,
-)
+    w = smk.wildcards
+    run_explanation_pages_stage(
+        smk.input.explanations,
+        list(smk.input.frames),
+        {"correct": smk.output.correct, "wrong": smk.output.wrong},
+        title=f"{w.dataset} / {w.backbone} / {smk.params.run}",
+        per_group=smk.params.per_group,
+        seed=smk.params.seed,
+    )
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

@@ -1,15 +1,20 @@
 """Rule report_summary: counts, descriptor fallbacks and failures of one dataset as a page."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-from zsar.report import run_summary_stage
+def main(smk) -> None:
+    from zsar.report import run_summary_stage
 
-run_summary_stage(
-    list(snakemake.input.metrics),
-    snakemake.input.descriptors,
-    snakemake.input.failures,
-    snakemake.output[0],
-    dataset=snakemake.wildcards.dataset,
-)
+    run_summary_stage(
+        list(smk.input.metrics),
+        smk.input.descriptors,
+        smk.input.failures,
+        smk.output[0],
+        dataset=smk.wildcards.dataset,
+    )
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

@@ -1,9 +1,14 @@
 """Rule report_tables_html: every metrics JSON -> the results table and ablation pivot as HTML."""
 
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
 
-from zsar.report import run_tables_html_stage
+def main(smk) -> None:
+    from zsar.report import run_tables_html_stage
 
-run_tables_html_stage(list(snakemake.input), snakemake.output[0])
+    run_tables_html_stage(list(smk.input), smk.output[0])
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

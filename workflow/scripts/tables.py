@@ -1,16 +1,14 @@
 """Rule tables: every metrics JSON -> results/tables/results.{md,csv,tex}."""
 
-import logging
-import sys
+from zsar.job import start_job
 
-sys.stderr = open(snakemake.log[0], "w")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
 
-from zsar.tables import run_tables_stage
+def main(smk) -> None:
+    from zsar.tables import run_tables_stage
 
-run_tables_stage(
-    list(snakemake.input),
-    md=snakemake.output.md,
-    csv=snakemake.output.csv,
-    tex=snakemake.output.tex,
-)
+    run_tables_stage(list(smk.input), md=smk.output.md, csv=smk.output.csv, tex=smk.output.tex)
+
+
+if __name__ == "__main__":
+    start_job(snakemake)
+    main(snakemake)

@@ -1,0 +1,32 @@
+"""The start of every workflow job: every script in workflow/scripts begins with `start_job`.
+
+It sends the job's standard error to the rule's log, Python's and file descriptor 2's alike,
+so that decoders, worker processes and C libraries write there too instead of to the
+terminal; sets one log format; keeps HTTP clients from logging every request; and, unless a
+job downloads (fetch_model), keeps it off the model hub: the weights it needs were put in
+resources/models/ beforehand, and a GPU node usually has no internet, so a hub lookup could
+only hang or, worse, pull a different revision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries whose INFO lines are one per request or per file: noise in a job's log.
+QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock")
+
+
+def start_job(smk, *, hub_offline: bool = True) -> None:
+    """Set up a job from its `snakemake` object (only its `log` is read)."""
+    log_file = open(smk.log[0], "w", buffering=1)  # noqa: SIM115 - open for the whole job
+    os.dup2(log_file.fileno(), 2)
+    sys.stderr = log_file
+    logging.basicConfig(level=logging.INFO, stream=log_file, format=LOG_FORMAT, force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if hub_offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
