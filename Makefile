@@ -1,4 +1,6 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# `make check` is the fast tier for the edit-test loop (lint and the unit tests, about a
+# minute on two cores); `make test`, which CI runs, is the whole suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +9,7 @@ STAMP := $(VENV)/.zsar-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint report test-slurm clean
+.PHONY: demo test check lint test-slurm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +25,13 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
-test: $(STAMP) lint
+check: lint
+	$(BIN)/pytest -q -m "not slow"
+
+test: lint
 	$(BIN)/pytest -q
 
 test-slurm: $(STAMP)

@@ -18,9 +18,7 @@ wildcard_constraints:
     backbone=_alternatives(PLAN.registry["backbones"]),
     captioner=_alternatives(PLAN.registry["captioners"]),
     llm=_alternatives(PLAN.registry["llms"]),
-    model=_alternatives(
-        [n for section in PLAN.registry.values() for n in section]
-    ),
+    model=_alternatives([n for section in PLAN.registry.values() for n in section]),
     shard=r"\d{3}-of-\d{3}",
     sampling=r"tsn\d+_s\d+_q\d+",
     run=_alternatives(RUNS),
@@ -37,6 +35,6 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True

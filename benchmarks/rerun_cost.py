@@ -34,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from workflow_helpers import copy_workflow  # noqa: E402  (the tests' scratch-copy helper)
+from helpers.workflow import copy_workflow  # noqa: E402  (the tests' scratch-copy helper)
 
 # The rules whose jobs cost real time; a change of λ must re-run none of them.
 HEAVY_RULES = frozenset(

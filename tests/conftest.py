@@ -1,8 +1,18 @@
-"""Shared fixtures: a small generated demo dataset, and no model hub anywhere."""
+"""Shared fixtures: no model hub anywhere, a small generated demo dataset, and the registry's
+tiny models built once per session (helpers live in tests/helpers)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The registry's tiny demo models, by section: built once, shared by every test that loads one.
+TINY_MODELS = {
+    "backbones": ("tiny-clip",),
+    "captioners": ("tiny-vlm", "tiny-llava-video"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +33,18 @@ def demo_videos(tmp_path_factory):
     from zsar.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo"), clips_per_class=2, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_resources(tmp_path_factory):
+    """A resources folder with the registry's tiny models, built by fetch_model's own code
+    (as the workflow's fetch_model rule builds them). Treat it as read-only."""
+    from zsar.fetch import fetch_model
+    from zsar.registry import get_entry, load_registry
+
+    registry = load_registry(REPO / "config" / "models.yaml")
+    root = tmp_path_factory.mktemp("resources")
+    for section, names in TINY_MODELS.items():
+        for name in names:
+            fetch_model(get_entry(registry, section, name), root, section)
+    return root

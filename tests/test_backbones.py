@@ -18,7 +18,7 @@ from zsar.backbones import (
     load_backbone,
     preprocess_of,
 )
-from zsar.fetch import fetch_model, open_clip_folder_config
+from zsar.fetch import open_clip_folder_config
 from zsar.registry import READY_FILE, get_entry, load_registry
 from zsar.tiny import build_tiny_open_clip
 
@@ -31,11 +31,8 @@ def backbone_entry(name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    resources = tmp_path_factory.mktemp("resources")
-    entry = backbone_entry("tiny-clip")
-    fetch_model(entry, resources)
-    return load_backbone(entry, resources)
+def tiny_clip(tiny_resources):
+    return load_backbone(backbone_entry("tiny-clip"), tiny_resources)
 
 
 def _frame(width=96, height=64, colour=(200, 30, 30)):

@@ -68,13 +68,9 @@ FRAMES_SCHEMA = pa.schema([
 
 
 @pytest.fixture(scope="module")
-def resources(tmp_path_factory):
-    """Both tiny captioners built from their registry entries, as the fetch rule does."""
-    root = tmp_path_factory.mktemp("resources")
-    for name in TINY.values():
-        entry = get_entry(REGISTRY, "captioners", name)
-        build_tiny_vlm(entry["build"], root / "models" / name)
-    return root
+def resources(tiny_resources):
+    """Both tiny captioners, built from their registry entries as the fetch rule does."""
+    return tiny_resources
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +85,7 @@ def good_videos():
     return [C.VideoFrames(r["video_id"], r["jpeg"]) for r in rows]
 
 
+@pytest.mark.slow  # about 25 s on two cores
 @pytest.mark.parametrize(
     ("arch", "visual_input"),
     [("qwen2_5_vl", "video"), ("qwen2_5_vl", "images"), ("llava_next_video", "video")],

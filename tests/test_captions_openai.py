@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.chat_server import ScriptedChatServer, ok
 from PIL import Image
-from test_chat import ScriptedChatServer, ok
 
 from zsar import captions as C
 from zsar.chat import ChatConfigError

@@ -1,7 +1,10 @@
 """A bad config stops the run before any job starts, with a message naming the key or path."""
 
 import pytest
-from workflow_helpers import copy_workflow, snakemake
+from helpers.workflow import copy_workflow, snakemake
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

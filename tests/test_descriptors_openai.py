@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers.chat_server import ScriptedChatServer, ok
 
 from zsar import descriptors as d
 from zsar.io import read_json
@@ -38,88 +36,34 @@ BROKEN_TEXT = '{"attributes": ["golf club", "arms swinging"], "descriptions": [}
 
 # class name -> what the server does on its 1st, 2nd, ... request for it (the last repeats).
 SCRIPTS = {
-    "valid answer": [("text", VALID_TEXT)],
-    "fenced answer": [("text", "Sure! Here it is:\n```json\n" + VALID_TEXT + "\n```\nEnjoy.")],
-    "repairable answer": [("text", BROKEN_TEXT), ("text", VALID_TEXT)],
-    "hopeless answer": [("text", "I would rather write a poem about golf.")],
-    "rate limited": [("status", 429, "slow down")],
-    "server error": [("status", 500, "internal error")],
-    "flaky server": [("status", 500, "try again"), ("text", VALID_TEXT)],
-    "slow server": [("sleep", 1.0)],
-    "bad request": [("status", 400, "echo")],
+    "valid answer": [ok(VALID_TEXT)],
+    "fenced answer": [ok("Sure! Here it is:\n```json\n" + VALID_TEXT + "\n```\nEnjoy.")],
+    "repairable answer": [ok(BROKEN_TEXT), ok(VALID_TEXT)],
+    "hopeless answer": [ok("I would rather write a poem about golf.")],
+    "rate limited": [{"status": 429, "json": {"error": "slow down"}}],
+    "server error": [{"status": 500, "json": {"error": "internal error"}}],
+    "flaky server": [{"status": 500, "json": {"error": "try again"}}, ok(VALID_TEXT)],
+    "slow server": [{**ok(VALID_TEXT), "delay": 1.0}],
+    # A careless server that echoes the credentials back in its error body.
+    "bad request": [{"status": 400, "json": {"error": f"echo; you sent Bearer {SECRET}"}}],
 }
 
 
-class FakeChatServer:
-    """An OpenAI-style /chat/completions endpoint that plays SCRIPTS, keyed by class name."""
-
-    def __init__(self, scripts):
-        self.scripts = scripts
-        self.requests: dict[str, list[dict]] = {name: [] for name in scripts}
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def _next_action(self, body):
-        asked = body["messages"][3]["content"]  # the real request follows the worked example
-        name = re.search(r'Action class: "([^"]+)"', asked).group(1)
-        with self.lock:
-            self.requests[name].append(body)
-            script = self.scripts[name]
-            return script[min(len(self.requests[name]), len(script)) - 1]
-
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the test output quiet
-                pass
-
-            def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting: that is the point of the slow case
-
-            def do_POST(self):
-                assert self.path == "/v1/chat/completions"
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                auth = self.headers.get("Authorization", "")
-                if auth != f"Bearer {SECRET}":
-                    return self._send(401, {"error": "bad key"})
-                action = server._next_action(body)
-                if action[0] == "sleep":
-                    time.sleep(action[1])
-                    return self._send(200, _completion(VALID_TEXT))
-                if action[0] == "status":
-                    # A careless server that echoes the credentials back in its error body.
-                    text = f"{action[2]}; you sent {auth}" if action[2] == "echo" else action[2]
-                    return self._send(action[1], {"error": text})
-                return self._send(200, _completion(action[1]))
-
-        return Handler
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def asked_class(body: dict) -> str:
+    """The class a descriptors request asks about (the real request follows the example)."""
+    return re.search(r'Action class: "([^"]+)"', body["messages"][3]["content"]).group(1)
 
 
-def _completion(text):
-    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+def scripted(scripts):
+    def script(body, attempt):
+        steps = scripts[asked_class(body)]
+        return steps[min(attempt, len(steps) - 1)]
+
+    return script
+
+
+def requests_for(server: ScriptedChatServer, name: str) -> list[dict]:
+    return [body for _, body in server.requests if asked_class(body) == name]
 
 
 def write_classes(path: Path, names: list[str]) -> Path:
@@ -146,7 +90,8 @@ def run_stage(tmp_path, monkeypatch, caplog, capsys):
             "api_key_env": KEY_ENV, "concurrency": 4, "timeout_s": 0.25,
             "max_retries": max_retries, "backoff_s": 0.01,
         }
-        with FakeChatServer(scripts) as server, caplog.at_level(logging.INFO):
+        server = ScriptedChatServer(scripted(scripts), asked_class, api_key=SECRET)
+        with server, caplog.at_level(logging.INFO):
             entry["base_url"] = server.base_url
             d.run_descriptor_stage(classes, out, entry, PROMPTS, max_new_tokens=64, batch_size=2,
                                    repair_attempts=repair_attempts, resources=tmp_path)
@@ -169,9 +114,9 @@ def test_openai_backend_ends_every_class_as_expected(run_stage):
 
     # Valid and fenced answers need one request; the repaired one two, the second of which
     # carries the repair prompt with the validator's message and the rejected answer.
-    assert len(server.requests["valid answer"]) == 1
-    assert len(server.requests["fenced answer"]) == 1
-    first, second = server.requests["repairable answer"]
+    assert len(requests_for(server, "valid answer")) == 1
+    assert len(requests_for(server, "fenced answer")) == 1
+    first, second = requests_for(server, "repairable answer")
     assert "was rejected" not in json.dumps(first)
     assert second["messages"][-2] == {"role": "assistant", "content": BROKEN_TEXT}
     repair = second["messages"][-1]["content"]
@@ -181,15 +126,15 @@ def test_openai_backend_ends_every_class_as_expected(run_stage):
     hopeless = classes["HopelessAnswer"]
     assert hopeless["fallback"] is True and hopeless["attributes"] == []
     assert hopeless["reason"].startswith("no valid answer after 2 repair attempt(s)")
-    assert len(server.requests["hopeless answer"]) == 3  # asked once, repaired twice
+    assert len(requests_for(server, "hopeless answer")) == 3  # asked once, repaired twice
 
     # Flaky endpoints: retried with backoff (max_retries=2 -> 3 tries), then recorded.
     assert classes["RateLimited"]["reason"] == "request failed: HTTP 429 after 2 retries"
     assert classes["ServerError"]["reason"] == "request failed: HTTP 500 after 2 retries"
     assert classes["SlowServer"]["reason"].startswith("request failed: timeout")
     for name in ("rate limited", "server error", "slow server"):
-        assert len(server.requests[name]) == 3, name
-    assert len(server.requests["flaky server"]) == 2
+        assert len(requests_for(server, name)) == 3, name
+    assert len(requests_for(server, "flaky server")) == 2
     assert "retry 1/2" in log
 
     bad = classes["BadRequest"]["reason"]
@@ -215,7 +160,7 @@ def test_no_repair_attempts_means_first_invalid_answer_falls_back(run_stage):
     assert repairable["reason"].startswith(
         "no valid answer after 0 repair attempt(s): invalid JSON"
     )
-    assert len(server.requests["repairable answer"]) == 1
+    assert len(requests_for(server, "repairable answer")) == 1
 
 
 def test_unset_key_variable_fails_before_any_request(tmp_path, monkeypatch):

@@ -28,8 +28,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_workflow import scheduled_jobs
-from workflow_helpers import copy_workflow, snakemake
+from helpers.workflow import copy_workflow, scheduled_jobs, snakemake
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 EMBED_DIR = Path("results/demo/embeddings/tiny-clip/videos")
 EMBED_OUTPUT = EMBED_DIR / "000-of-001.parquet"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, copy_workflow, snakemake
+from helpers.workflow import REPO, copy_workflow, snakemake
 
 from zsar.fetch import (
     BUILDERS,
@@ -187,6 +187,7 @@ def test_published_checksums_are_verified(tmp_path):
     assert not (tmp_path / "a.bin").exists()
 
 
+@pytest.mark.slow
 def test_fetch_model_rule(tmp_path, served):
     """The rule itself: a good download is marked ready, a checksum mismatch fails the job."""
     base, _ = served

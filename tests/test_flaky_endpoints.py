@@ -23,8 +23,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from test_chat import ScriptedChatServer, last_text, ok
-from workflow_helpers import copy_workflow, snakemake
+from helpers.chat_server import ScriptedChatServer, last_text, ok
+from helpers.workflow import copy_workflow, snakemake
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 API_KEY = "sk-zsar-flaky-7f3c9a1e5d2b48c6a0e4"
 MAX_RETRIES = 3

@@ -19,16 +19,9 @@ CONFIG = REPO / "config" / "config.yaml"
 
 
 @pytest.fixture(scope="session")
-def resources(tmp_path_factory):
+def resources(tiny_resources):
     """tiny-clip and tiny-vlm of the registry, built by the fetch_model rule's own code."""
-    from zsar.fetch import fetch_model
-    from zsar.registry import get_entry, load_registry
-
-    registry = load_registry(REGISTRY)
-    root = tmp_path_factory.mktemp("resources")
-    fetch_model(get_entry(registry, "backbones", "tiny-clip"), root)
-    fetch_model(get_entry(registry, "captioners", "tiny-vlm"), root)
-    return root
+    return tiny_resources
 
 
 @pytest.fixture(scope="session")

@@ -200,12 +200,13 @@ def test_pages_escape_text():
     assert "<script>" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
 
 
+@pytest.mark.slow
 def test_report_targets_are_scheduled_by_the_workflow(tmp_path):
     """A dry run with a λ sweep schedules every report target: explanations for each run,
     and the pages of the `full` run at the sweep's first λ."""
     import re
 
-    from workflow_helpers import copy_workflow, snakemake
+    from helpers.workflow import copy_workflow, snakemake
 
     from zsar.plan import variant_runs
 

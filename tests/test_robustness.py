@@ -20,11 +20,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_workflow import scheduled_jobs
-from workflow_helpers import copy_workflow, snakemake
+from helpers.workflow import copy_workflow, scheduled_jobs, snakemake
 
 from zsar.demo import CLASSES
 from zsar.frames import decode_video
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 CLASS_NAMES = list(CLASSES)
 RUNS = ("baseline", "full")  # vision alone, and everything fused with the caption

@@ -20,7 +20,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from workflow_helpers import copy_workflow, snakemake
+from helpers.workflow import copy_workflow, snakemake
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 SHARD_COUNTS = (1, 3, 7)
 DATASET = "demo"

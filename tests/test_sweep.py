@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import BENCHMARK_LISTS, REPO, copy_workflow, snakemake
+from helpers.workflow import BENCHMARK_LISTS, REPO, copy_workflow, snakemake
 
 from zsar.method import VARIANTS
 from zsar.registry import load_registry
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 SWEEP = REPO / "config" / "sweeps" / "paper.yaml"
 # {dataset folder: [(benchmark-lists file, ...)]}, as config/datasets/*.yaml name them.

@@ -6,10 +6,11 @@ config change would re-run (dry runs), or runs again and compares bytes.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from workflow_helpers import copy_workflow, snakemake
+from helpers.workflow import copy_workflow, scheduled_jobs, snakemake
+
+# Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
+pytestmark = pytest.mark.slow
 
 HEAVY_RULES = {"frames", "embed_videos", "caption_shard", "descriptors", "fetch_model", "demo_data"}
 UPSTREAM_OF_SCORING = HEAVY_RULES | {
@@ -20,22 +21,6 @@ UPSTREAM_OF_SCORING = HEAVY_RULES | {
     "embed_captions",
     "failures",
 }
-
-
-def scheduled_jobs(output: str) -> dict[str, int]:
-    """Rule -> job count from the 'Job stats' table of a dry run."""
-    jobs: dict[str, int] = {}
-    lines = output.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
-    except StopIteration:
-        return jobs
-    for line in lines[start + 3 :]:
-        match = re.fullmatch(r"\s*(\S+)\s+(\d+)\s*", line)
-        if not match or match.group(1) == "total":
-            break
-        jobs[match.group(1)] = int(match.group(2))
-    return jobs
 
 
 @pytest.fixture(scope="module")

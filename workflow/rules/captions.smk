@@ -10,20 +10,20 @@ rule caption_shard:
     output:
         captions="results/{dataset}/captions/{captioner}/{shard}.parquet",
         failures="results/{dataset}/captions/{captioner}/{shard}.failures.parquet",
-    params:
-        captioner=lambda wildcards: registry_entry("captioners", wildcards.captioner),
-        prompt_set=config["captions"]["prompt_set"],
-        max_new_tokens=config["captions"]["max_new_tokens"],
-    resources:
-        gpu=lambda wildcards: gpus_for("captioners", wildcards.captioner),
-        mem_mb=32000,
-        runtime=240,
     log:
         "results/logs/{dataset}/captions/{captioner}/{shard}.log",
     benchmark:
         "results/benchmarks/{dataset}/captions/{captioner}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=lambda wildcards: gpus_for("captioners", wildcards.captioner),
+        mem_mb=32000,
+        runtime=240,
+    params:
+        captioner=lambda wildcards: registry_entry("captioners", wildcards.captioner),
+        prompt_set=config["captions"]["prompt_set"],
+        max_new_tokens=config["captions"]["max_new_tokens"],
     script:
         "../scripts/captions.py"
 

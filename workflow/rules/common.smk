@@ -9,7 +9,6 @@ from zsar.method import VARIANTS
 from zsar.plan import parse_variant_run, resolve_run, variant_runs
 from zsar.registry import backend_of, get_entry, ready_path
 
-
 try:
     validate_config(config)
     PLAN = resolve_run(config, Path(workflow.basedir) / "config")
@@ -80,7 +79,9 @@ def manifest_inputs(wildcards):
 
 
 def frames_shard(wildcards):
-    return f"results/{wildcards.dataset}/frames/{PLAN.sampling}/{wildcards.shard}.parquet"
+    return (
+        f"results/{wildcards.dataset}/frames/{PLAN.sampling}/{wildcards.shard}.parquet"
+    )
 
 
 def frames_failures(wildcards):
@@ -115,7 +116,9 @@ def scoring_inputs(wildcards):
         "descriptors": f"{base}/descriptors/{PLAN.llm}.json",
     }
     if VARIANTS[variant].caption:
-        inputs["captions"] = f"{base}/embeddings/{wildcards.backbone}/captions-{PLAN.captioner}.parquet"
+        inputs["captions"] = (
+            f"{base}/embeddings/{wildcards.backbone}/captions-{PLAN.captioner}.parquet"
+        )
         inputs["caption_texts"] = f"{base}/captions/{PLAN.captioner}.parquet"
     return inputs
 

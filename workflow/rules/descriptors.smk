@@ -11,20 +11,20 @@ rule descriptors:
         curated=lambda wildcards: model_files("llms", wildcards.llm),
     output:
         "results/{dataset}/descriptors/{llm}.json",
-    params:
-        llm=lambda wildcards: registry_entry("llms", wildcards.llm),
-        prompt_set=config["descriptors"]["prompt_set"],
-        max_new_tokens=config["descriptors"]["max_new_tokens"],
-        repair_attempts=config["descriptors"]["repair_attempts"],
-    resources:
-        gpu=lambda wildcards: gpus_for("llms", wildcards.llm),
-        mem_mb=32000,
-        runtime=120,
     log:
         "results/logs/{dataset}/descriptors/{llm}.log",
     benchmark:
         "results/benchmarks/{dataset}/descriptors/{llm}.tsv"
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=lambda wildcards: gpus_for("llms", wildcards.llm),
+        mem_mb=32000,
+        runtime=120,
+    params:
+        llm=lambda wildcards: registry_entry("llms", wildcards.llm),
+        prompt_set=config["descriptors"]["prompt_set"],
+        max_new_tokens=config["descriptors"]["max_new_tokens"],
+        repair_attempts=config["descriptors"]["repair_attempts"],
     script:
         "../scripts/descriptors.py"

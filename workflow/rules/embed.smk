@@ -7,19 +7,19 @@ rule embed_videos:
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
     output:
         "results/{dataset}/embeddings/{backbone}/videos/{shard}.parquet",
-    params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
-    threads: 2
-    resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=16000,
-        runtime=120,
     log:
         "results/logs/{dataset}/embed/{backbone}/{shard}.log",
     benchmark:
         "results/benchmarks/{dataset}/embed/{backbone}/{shard}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        mem_mb=16000,
+        runtime=120,
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
     script:
         "../scripts/embed_videos.py"
 
@@ -47,17 +47,17 @@ rule embed_class_texts:
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
     output:
         "results/{dataset}/embeddings/{backbone}/classes-{llm}.parquet",
-    params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
-        templates=config["descriptors"]["templates"],
-    resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=8000,
-        runtime=30,
     log:
         "results/logs/{dataset}/embed/{backbone}/classes-{llm}.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        mem_mb=8000,
+        runtime=30,
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        templates=config["descriptors"]["templates"],
     script:
         "../scripts/embed_class_texts.py"
 
@@ -68,15 +68,15 @@ rule embed_captions:
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
     output:
         "results/{dataset}/embeddings/{backbone}/captions-{captioner}.parquet",
-    params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
-    resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=8000,
-        runtime=30,
     log:
         "results/logs/{dataset}/embed/{backbone}/captions-{captioner}.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        mem_mb=8000,
+        runtime=30,
+    params:
+        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
     script:
         "../scripts/embed_captions.py"

@@ -7,17 +7,17 @@ rule frames:
     output:
         frames="results/{dataset}/frames/{sampling}/{shard}.parquet",
         failures="results/{dataset}/frames/{sampling}/{shard}.failures.parquet",
-    params:
-        frames=config["frames"],
-    threads: 4
-    resources:
-        mem_mb=4000,
-        runtime=120,
     log:
         "results/logs/{dataset}/frames/{sampling}/{shard}.log",
     benchmark:
         "results/benchmarks/{dataset}/frames/{sampling}/{shard}.tsv"
     conda:
         "../../envs/cpu.yaml"
+    threads: 4
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        frames=config["frames"],
     script:
         "../scripts/frames.py"

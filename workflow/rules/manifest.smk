@@ -6,13 +6,13 @@ rule demo_data:
         annotations="resources/demo/annotations.txt",
         labels="resources/demo/labels.csv",
         videos=directory("resources/demo/videos"),
-    params:
-        clips_per_class=config["demo_clips_per_class"],
-        seed=config["seed"],
     log:
         "results/logs/demo_data.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        clips_per_class=config["demo_clips_per_class"],
+        seed=config["seed"],
     script:
         "../scripts/demo_data.py"
 
@@ -22,12 +22,12 @@ rule manifest:
         manifest_inputs,
     output:
         manifest="results/{dataset}/manifest.parquet",
-    params:
-        spec=lambda wildcards: dataset_plan(wildcards).as_params(),
     log:
         "results/logs/{dataset}/manifest.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        spec=lambda wildcards: dataset_plan(wildcards).as_params(),
     script:
         "../scripts/manifest.py"
 
@@ -39,12 +39,15 @@ rule classes:
         annotation_files,
     output:
         classes="results/{dataset}/classes.parquet",
-    params:
-        spec=lambda wildcards: {**dataset_plan(wildcards).as_params(), "video_root": None},
     log:
         "results/logs/{dataset}/classes.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        spec=lambda wildcards: {
+            **dataset_plan(wildcards).as_params(),
+            "video_root": None,
+        },
     script:
         "../scripts/manifest.py"
 

@@ -10,12 +10,14 @@ localrules:
 rule fetch_model:
     output:
         ready=str(ready_path(RESOURCES, "{model}")),
-    params:
-        entry=lambda wildcards: registry_entry(registry_section(wildcards.model), wildcards.model),
-        section=lambda wildcards: registry_section(wildcards.model),
     log:
         "results/logs/fetch_model/{model}.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: registry_entry(
+            registry_section(wildcards.model), wildcards.model
+        ),
+        section=lambda wildcards: registry_section(wildcards.model),
     script:
         "../scripts/fetch_model.py"

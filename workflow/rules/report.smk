@@ -41,13 +41,13 @@ rule explain:
         ),
     output:
         "results/{dataset}/explanations/{backbone}/{run}.parquet",
-    params:
-        scoring=scoring_params,
-        templates=config["descriptors"]["templates"],
     log:
         "results/logs/{dataset}/explain/{backbone}/{run}.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        scoring=scoring_params,
+        templates=config["descriptors"]["templates"],
     script:
         "../scripts/explain.py"
 
@@ -112,13 +112,13 @@ rule report_class_plots:
             subcategory="{dataset}",
             labels={"backbone": "{backbone}", "figure": "per-class accuracy"},
         ),
-    params:
-        run=REPORT_RUN,
-        max_classes=config["report"]["confusion_max_classes"],
     log:
         "results/logs/report/{dataset}/{backbone}/class_plots.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        run=REPORT_RUN,
+        max_classes=config["report"]["confusion_max_classes"],
     script:
         "../scripts/report_class_plots.py"
 
@@ -147,14 +147,14 @@ rule report_explanations:
             subcategory="{dataset}",
             labels={"backbone": "{backbone}", "predictions": "wrong"},
         ),
-    params:
-        run=REPORT_RUN,
-        per_group=config["report"]["explanations_per_group"],
-        seed=config["seed"],
     log:
         "results/logs/report/{dataset}/{backbone}/explanations.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        run=REPORT_RUN,
+        per_group=config["report"]["explanations_per_group"],
+        seed=config["seed"],
     script:
         "../scripts/report_explanations.py"
 

@@ -7,14 +7,14 @@ rule score:
     output:
         scores="results/{dataset}/scores/{backbone}/{run}.parquet",
         metrics="results/{dataset}/metrics/{backbone}/{run}.json",
+    log:
+        "results/logs/{dataset}/score/{backbone}/{run}.log",
+    conda:
+        "../../envs/cpu.yaml"
     params:
         scoring=scoring_params,
         dataset="{dataset}",
         backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
         run="{run}",
-    log:
-        "results/logs/{dataset}/score/{backbone}/{run}.log",
-    conda:
-        "../../envs/cpu.yaml"
     script:
         "../scripts/score.py"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCHMARK_LISTS = REPO.parent / "shared" / "benchmark-lists"
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "profiles", "envs")
 
@@ -36,3 +37,19 @@ def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.Com
         text=True,
         timeout=timeout,
     )
+
+
+def scheduled_jobs(output: str) -> dict[str, int]:
+    """Rule -> job count from the 'Job stats' table of a dry run."""
+    jobs: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Job stats:")
+    except StopIteration:
+        return jobs
+    for line in lines[start + 3 :]:
+        match = re.fullmatch(r"\s*(\S+)\s+(\d+)\s*", line)
+        if not match or match.group(1) == "total":
+            break
+        jobs[match.group(1)] = int(match.group(2))
+    return jobs
