@@ -16,7 +16,6 @@ shard (benchmarks/embed_memory.py).
 from __future__ import annotations
 
 import collections
-import io
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from zsar.frames import decode_jpegs
 from zsar.io import ParquetStreamWriter, read_json, write_parquet
 from zsar.method import DESCRIPTOR_KINDS
 
@@ -138,21 +138,6 @@ def shard_blocks(row_groups: list[int], block_videos: int) -> list[tuple[int, in
     return blocks
 
 
-def _decode_jpeg(data: bytes):
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    # convert("RGB") copies even an RGB image; the frames stage writes RGB, so skip the copy.
-    if image.mode == "RGB":
-        image.load()
-        return image
-    return image.convert("RGB")
-
-
-def _decode_jpegs(jpegs: list[bytes]) -> list:
-    return [_decode_jpeg(b) for b in jpegs]
-
-
 def _frames_dataset(shard_path: str, transform, block_videos: int):
     """An IterableDataset of blocks: (video_ids, frames per video, pixels of all their frames).
 
@@ -175,7 +160,7 @@ def _frames_dataset(shard_path: str, transform, block_videos: int):
                     cached = (group, parquet.read_row_group(group, columns=["video_id", "jpeg"]))
                 table = cached[1].slice(start, end - start)
                 video_ids = table.column("video_id").to_pylist()
-                images = [_decode_jpegs(jpegs) for jpegs in table.column("jpeg").to_pylist()]
+                images = [decode_jpegs(jpegs) for jpegs in table.column("jpeg").to_pylist()]
                 counts = [len(frames) for frames in images]
                 flat = [image for frames in images for image in frames]
                 if split is not None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 import logging
 import multiprocessing
@@ -288,8 +289,14 @@ def decode_video(
     num_frames: int,
     short_side: int,
     jpeg_quality: int | None = None,
+    keep_arrays: bool = True,
 ) -> DecodedVideo:
-    """Decode, sample and resize one video; never raises for a bad video."""
+    """Decode, sample and resize one video; never raises for a bad video.
+
+    keep_arrays=False returns the JPEG frames without the raw arrays: the frames stage
+    stores only the JPEGs, the raw frames are about 6x their bytes, and pickling them back
+    through the pool's pipe took about a tenth of a worker's time.
+    """
     file = Path(path)
     if not file.is_file():
         return failed(video_id, "file not found")
@@ -303,25 +310,13 @@ def decode_video(
     frames = _resize(raw, short_side)
     jpeg = None if jpeg_quality is None else [encode_jpeg(f, jpeg_quality) for f in frames]
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+    if jpeg is not None and not keep_arrays:
+        frames = None
     return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg, size=size)
 
 
-def decode_video_jpeg_only(
-    video_id: str,
-    path: str,
-    num_frames: int,
-    short_side: int,
-    jpeg_quality: int | None = None,
-) -> DecodedVideo:
-    """decode_video, returning the JPEG frames without the raw arrays.
-
-    The frames stage stores only the JPEGs; the raw frames are about 6x their bytes, and
-    pickling them back through the pool's pipe took about a tenth of a worker's time.
-    """
-    video = decode_video(video_id, path, num_frames, short_side, jpeg_quality)
-    if video.jpeg is not None:
-        video.frames = None
-    return video
+# The frames stage's decoder: JPEGs only (a partial of a top-level function still pickles).
+decode_video_jpeg_only = functools.partial(decode_video, keep_arrays=False)
 
 
 # ---------------------------------------------------------------- the worker pool
