@@ -337,3 +337,23 @@ def test_tiny_llm_batched_generation_matches_one_by_one(tmp_path, monkeypatch):
     alone = [completer.complete([c])[0].text for c in conversations]
     assert batched == alone
     assert all(isinstance(t, str) for t in batched)
+
+
+def test_a_kind_added_to_the_method_needs_no_schema_edit(monkeypatch):
+    """A new kind in zsar.method.KINDS is asked for, checked and embedded with no other edit."""
+    import zsar.method as method
+    from zsar.descriptors import _with_every_kind
+
+    kinds = {**method.KINDS, "object": method.TextKind(
+        "object", "objects", "objects the action involves", 1.0, template="{class} with {text}")}
+    monkeypatch.setattr(d, "KIND_FIELDS", {k: v.field for k, v in kinds.items() if v.field})
+    monkeypatch.setattr(d, "KINDS", kinds)
+    monkeypatch.setattr(d, "DESCRIPTOR_KINDS", tuple(d.KIND_FIELDS))
+    schema = _with_every_kind(json.loads(json.dumps(d.descriptors_schema.__wrapped__())))
+    assert "objects" in schema["$defs"]["answer"]["required"]
+    assert schema["$defs"]["class_record"]["then"]["properties"]["objects"] == {"maxItems": 0}
+    record = {"attributes": ["a"], "descriptions": ["b"], "hierarchy": ["c", "d"],
+              "objects": ["a ball"]}
+    texts = d.descriptor_texts(record, "kick", {k: kinds[k].template for k in d.DESCRIPTOR_KINDS})
+    assert texts["object"] == ["kick with a ball"]
+    assert d.fallback_record("x")["objects"] == []

@@ -50,11 +50,33 @@ Messages = list[dict[str, str]]
 # --- The schema -------------------------------------------------------------------------
 
 
+def _with_every_kind(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with a field for every descriptor kind of zsar.method.KINDS.
+
+    The file spells out the limits of the three kinds it was written for; a kind added to
+    zsar.method later gets a plain list of sentences, required in an answer and empty in a
+    fallback, without an edit here.
+    """
+    defs = schema["$defs"]
+    answer, record = defs["answer"], defs["class_record"]
+    for field in KIND_FIELDS.values():
+        if field in answer["properties"]:
+            continue
+        answer["properties"][field] = {
+            "type": "array", "minItems": 1, "items": {"$ref": "#/$defs/sentence"}
+        }
+        answer["required"].append(field)
+        record["properties"][field] = {"type": "array", "items": {"type": "string"}}
+        record["required"].append(field)
+        record["then"]["properties"][field] = {"maxItems": 0}
+    return schema
+
+
 @functools.cache
 def descriptors_schema() -> dict[str, Any]:
-    """The JSON schema of a descriptors file (package data)."""
+    """The JSON schema of a descriptors file (package data), covering every kind."""
     text = package_resources.files("zsar").joinpath("schemas/descriptors.schema.json").read_text()
-    return json.loads(text)
+    return _with_every_kind(json.loads(text))
 
 
 @functools.cache
