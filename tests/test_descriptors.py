@@ -14,6 +14,7 @@ import yaml
 
 from zsar import descriptors as d
 from zsar.io import read_json
+from zsar.method import descriptor_texts
 from zsar.tiny import build_tiny_llm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,17 +280,17 @@ TEMPLATES = {"attribute": "{class}, which involves {text}", "description": "{cla
 
 def test_descriptor_texts_apply_templates_and_join_the_hierarchy():
     record = d.check_answer(VALID)[0]
-    texts = d.descriptor_texts(record, "golf swing", TEMPLATES)
+    texts = descriptor_texts(record, "golf swing", TEMPLATES)
     assert texts["attribute"] == [f"golf swing, which involves {a}" for a in VALID["attributes"]]
     assert texts["description"] == [f"golf swing: {VALID['descriptions'][0]}"]
     assert texts["hierarchy"] == ["sports → golf → golf swing"]
     templates = {**TEMPLATES, "hierarchy": "{class} in {text}"}
-    custom = d.descriptor_texts(record, "golf swing", templates)
+    custom = descriptor_texts(record, "golf swing", templates)
     assert custom["hierarchy"] == ["golf swing in sports → golf → golf swing"]
 
 
 def test_descriptor_texts_of_a_fallback_are_empty():
-    texts = d.descriptor_texts(d.fallback_record("x"), "golf swing", TEMPLATES)
+    texts = descriptor_texts(d.fallback_record("x"), "golf swing", TEMPLATES)
     assert texts == {"attribute": [], "description": [], "hierarchy": []}
 
 
@@ -346,14 +347,16 @@ def test_a_kind_added_to_the_method_needs_no_schema_edit(monkeypatch):
 
     kinds = {**method.KINDS, "object": method.TextKind(
         "object", "objects", "objects the action involves", 1.0, template="{class} with {text}")}
-    monkeypatch.setattr(d, "KIND_FIELDS", {k: v.field for k, v in kinds.items() if v.field})
-    monkeypatch.setattr(d, "KINDS", kinds)
-    monkeypatch.setattr(d, "DESCRIPTOR_KINDS", tuple(d.KIND_FIELDS))
+    fields = {k: v.field for k, v in kinds.items() if v.field}
+    monkeypatch.setattr(d, "KIND_FIELDS", fields)
+    for module in (d, method):
+        monkeypatch.setattr(module, "KINDS", kinds)
+        monkeypatch.setattr(module, "DESCRIPTOR_KINDS", tuple(fields))
     schema = _with_every_kind(json.loads(json.dumps(d.descriptors_schema.__wrapped__())))
     assert "objects" in schema["$defs"]["answer"]["required"]
     assert schema["$defs"]["class_record"]["then"]["properties"]["objects"] == {"maxItems": 0}
     record = {"attributes": ["a"], "descriptions": ["b"], "hierarchy": ["c", "d"],
               "objects": ["a ball"]}
-    texts = d.descriptor_texts(record, "kick", {k: kinds[k].template for k in d.DESCRIPTOR_KINDS})
+    texts = descriptor_texts(record, "kick", {k: kinds[k].template for k in d.DESCRIPTOR_KINDS})
     assert texts["object"] == ["kick with a ball"]
     assert d.fallback_record("x")["objects"] == []

@@ -155,10 +155,12 @@ def test_explain_stage_writes_one_row_per_evaluated_video(tmp_path):
     ]), tmp_path / "classes.parquet")
     pq.write_table(_text_table([
         ("name", "RollBall", "roll ball", eye[0]),
+        ("name", "Spin", "spin", eye[3]),
+    ]), tmp_path / "class_names.parquet")
+    pq.write_table(_text_table([
         ("attribute", "RollBall", "roll ball, which involves a ball", eye[1]),
         ("description", "RollBall", "roll ball: A ball rolls.", eye[2]),
         ("hierarchy", "RollBall", "motion → roll ball", unit([1, 1, 0, 0])),
-        ("name", "Spin", "spin", eye[3]),
     ]), tmp_path / "class_texts.parquet")
     pq.write_table(pa.Table.from_pylist([
         {"video_id": "v1", "vector": [0.0, 0.8, 0.6, 0.0]},
@@ -175,7 +177,7 @@ def test_explain_stage_writes_one_row_per_evaluated_video(tmp_path):
          "topk_classes": [], "topk_scores": [], "correct": False, "status": "failed"},
     ]), tmp_path / "scores.parquet")
     inputs = {k: str(tmp_path / f"{k}.parquet")
-              for k in ("scores", "classes", "videos", "class_texts")}
+              for k in ("scores", "classes", "videos", "class_names", "class_texts")}
     inputs["descriptors"] = str(tmp_path / "descriptors.json")
     out = tmp_path / "explanations.parquet"
     params = {"variant": "+descriptors", "lambda": 0.3, "fusion": "embedding"}

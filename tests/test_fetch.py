@@ -18,7 +18,6 @@ from zsar.fetch import (
     ChecksumError,
     FetchError,
     fetch_model,
-    resolve_callable,
     select_repo_files,
     verify_checksums,
 )
@@ -115,7 +114,7 @@ def test_tiny_build_and_served_entries(tmp_path):
     assert set(record["files"]) == {"open_clip_config.json", "open_clip_model.safetensors"}
     served_entry = {"name": "chat", "backend": "openai", "base_url": "http://localhost:8000/v1"}
     assert json.loads(fetch_model(served_entry, tmp_path, "llms").read_text())["fetched_by"] is None
-    assert resolve_callable(BUILDERS["open_clip"]).__name__ == "build_tiny_open_clip"
+    assert BUILDERS["open_clip"].__name__ == "build_tiny_open_clip"
     with pytest.raises(FetchError, match="build.family"):
         fetch_model({"name": "x", "build": {"family": "nope"}}, tmp_path)
 

@@ -151,10 +151,42 @@ def test_run_manifest_stage_reads_the_rule_params(demo, tmp_path, caplog):
             "video_root": str(root), "format": None, "splits": [1]}
     with caplog.at_level("INFO", logger="zsar.manifest"):
         summary = stage.run_manifest_stage(spec, str(tmp_path / "m.parquet"),
-                                           str(tmp_path / "c.parquet"))
+                                           str(tmp_path / "video_files.tsv"))
     assert summary == "videos=3 classes=2 missing=1"
     assert summary in caplog.messages and "missing on disk: 1 of 3 videos" in caplog.text
-    assert pq.read_table(tmp_path / "c.parquet").num_rows == 2
+    # The frames stage's key: the videos on disk and their sizes, not where they are.
+    assert (tmp_path / "video_files.tsv").read_text() == (
+        "video_id\tbytes\nvideos/a.mp4\t1\nvideos/b.mp4\t1\n"
+    )
+
+
+def test_class_list_key_and_stage_follow_content_not_paths(demo, tmp_path):
+    """The same annotation files under another folder give the same key and class list;
+    a changed file gives another key."""
+    from zsar.plan import DatasetPlan
+
+    ann, labels, _ = demo
+    def plan(folder):
+        return DatasetPlan("toy", "ucf101", {1: str(folder / "annotations.txt")},
+                           {1: str(folder / "labels.csv")}, None, None, (1,))
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in (ann, labels):
+        (moved / path.name).write_bytes(path.read_bytes())
+    here, there = plan(ann.parent), plan(moved)
+    assert here.class_list_key() == there.class_list_key()
+    stage.run_classes_stage(here, str(tmp_path / "a.parquet"), here.class_list_key())
+    stage.run_classes_stage(there, str(tmp_path / "b.parquet"), there.class_list_key())
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    with open(moved / "labels.csv", "a") as f:
+        f.write("2,Extra\r\n")
+    assert there.class_list_key() != here.class_list_key()
+    with pytest.raises(ValueError, match="changed since the run was planned"):
+        stage.run_classes_stage(there, str(tmp_path / "c.parquet"), here.class_list_key())
+    (moved / "annotations.txt").unlink()
+    with pytest.raises(Exception, match=r"missing input: .*annotations.txt"):
+        there.class_list_key()
 
 
 # ---------------------------------------------------------------------------------------

@@ -90,6 +90,9 @@ class Adapter:
     display_name: Callable[[str], str]
     # Where the videos are when no video root is given; only the folder adapter knows.
     default_video_root: Callable[[Path], str | None] = field(default=lambda path: None)
+    # Its annotation files and videos are written by a workflow rule (the demo's), so they
+    # may not exist yet when a run is planned.
+    generated: bool = False
 
 
 # ---------------------------------------------------------------------------------------
@@ -619,7 +622,7 @@ ADAPTERS: dict[str, Adapter] = {
         # The annotation folder holds the videos themselves.
         default_video_root=lambda path: str(path),
     ),
-    "demo": Adapter("demo", {"list": LIST_FORMAT}, words_display_name),
+    "demo": Adapter("demo", {"list": LIST_FORMAT}, words_display_name, generated=True),
 }
 
 

@@ -337,7 +337,13 @@ def load_open_clip(entry: Mapping[str, Any], resources: str | Path, device: str)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
     written = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("preprocess_cfg", {})
     # open_clip keeps the fields it knows; crop_pct is zsar's and read from the file itself.
-    pp = {**model.visual.preprocess_cfg, "crop_pct": written.get("crop_pct", 1.0)}
+    # The entry's own `preprocess` is applied here, at load time, so editing it re-runs the
+    # jobs that use the model but not its download (zsar.registry.fetch_identity).
+    pp = {
+        **model.visual.preprocess_cfg,
+        "crop_pct": written.get("crop_pct", 1.0),
+        **(entry.get("preprocess") or {}),
+    }
     encoders = OpenClipEncoders(model, tokenizer, device)
     return Backbone(entry["name"], encoders, pp, device=device, dtype=dtype)
 

@@ -584,29 +584,3 @@ def run_descriptor_stage(
     summary = document["summary"]
     logger.info("wrote %s: %d classes, %d fell back to their name",
                 out_path, summary["classes"], summary["fallbacks"])
-
-
-# --- Texts to embed (pure; used by the embedding stage) -----------------------------------
-
-
-def _apply_template(template: str, class_display: str, text: str) -> str:
-    return template.replace("{class}", class_display).replace("{text}", text)
-
-
-def descriptor_texts(
-    class_descriptors: Mapping[str, Any], class_display: str, templates: Mapping[str, str]
-) -> dict[str, list[str]]:
-    """The sentences to embed for one class, per descriptor kind (zsar.method.KINDS).
-
-    Each attribute and description is put in its template ("{class}, which involves {text}",
-    "{class}: {text}"); the hierarchy is one context prompt, its levels joined root to leaf
-    ("sports → ball sports → basketball") and put in the hierarchy template ("{text}").
-    A fallback class has no descriptor texts: every list is empty.
-    """
-    return {
-        kind: [
-            _apply_template(templates[kind], class_display, text)
-            for text in KINDS[kind].texts(class_descriptors)
-        ]
-        for kind in DESCRIPTOR_KINDS
-    }

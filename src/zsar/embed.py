@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from zsar.frames import decode_jpegs
-from zsar.io import ParquetStreamWriter, read_json, write_parquet
-from zsar.method import DESCRIPTOR_KINDS
+from zsar.io import ParquetStreamWriter
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +40,6 @@ VIDEO_EMBEDDING_SCHEMA = pa.schema(
 # card. On the CPU, passes of 64 encode fastest: ViT-B/32 on 2 cores gave 21.0 frames/s
 # at 64 and 18.7 at 256, whose activations no longer fit in the caches.
 BATCH_FRAMES = {"cuda": 512, "cpu": 64}
-# The class-name prompt of ViFi-CLIP's zero-shot protocol: the bare class name.
-NAME_PROMPT = "{}"
-
-TEXT_EMBEDDING_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("owner", pa.string()),
-        ("text", pa.string()),
-        ("vector", pa.list_(pa.float32())),
-    ]
-)
 
 
 def mean_frame_embedding(frame_embeddings: np.ndarray) -> np.ndarray:
@@ -329,79 +317,3 @@ def run_video_embedding_stage(
     bar.close()
     logger.info("embedded %d videos from %s", written, frames_shard)
     return written
-
-
-def embed_text_records(
-    records: Iterable[tuple[str, str, str]], backbone, *, batch_size: int = 256
-) -> pa.Table:
-    """Embed (kind, owner, text) records; equal texts are encoded once."""
-    records = list(records)
-    unique = sorted({text for _, _, text in records})
-    vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(unique), batch_size):
-        chunk = unique[start : start + batch_size]
-        for text, vec in zip(chunk, backbone.encode_texts(chunk).numpy(), strict=True):
-            vectors[text] = vec.astype(np.float32)
-    return pa.Table.from_pylist(
-        [
-            {"kind": kind, "owner": owner, "text": text, "vector": vectors[text]}
-            for kind, owner, text in records
-        ],
-        schema=TEXT_EMBEDDING_SCHEMA,
-    )
-
-
-def class_text_records(
-    classes: pa.Table, descriptors: Mapping[str, Any], templates: Mapping[str, str]
-) -> list[tuple[str, str, str]]:
-    """Every text of every class: the "{}" name prompt plus its descriptor sentences.
-
-    A class is one raw name across splits, so a class shared by several splits is
-    embedded once.
-    """
-    from zsar.descriptors import descriptor_texts
-
-    displays = dict(
-        zip(
-            classes.column("name").to_pylist(),
-            classes.column("display_name").to_pylist(),
-            strict=True,
-        )
-    )
-    per_class = descriptors.get("classes", {})
-    records = []
-    for name in sorted(displays):
-        display = displays[name]
-        records.append(("name", name, NAME_PROMPT.format(display)))
-        texts = descriptor_texts(per_class.get(name, {}), display, templates)
-        for kind in DESCRIPTOR_KINDS:
-            records += [(kind, name, text) for text in texts.get(kind, [])]
-    return records
-
-
-def caption_text_records(captions: pa.Table) -> list[tuple[str, str, str]]:
-    return [
-        ("caption", video_id, caption)
-        for video_id, caption in zip(
-            captions.column("video_id").to_pylist(),
-            captions.column("caption").to_pylist(),
-            strict=True,
-        )
-        if caption
-    ]
-
-
-def run_class_text_stage(
-    classes_path, descriptors_path, out_path, backbone, templates, provenance=None
-) -> None:
-    records = class_text_records(
-        pq.read_table(classes_path), read_json(descriptors_path), templates
-    )
-    write_parquet(embed_text_records(records, backbone), out_path, provenance)
-    logger.info("embedded %d class texts", len(records))
-
-
-def run_caption_text_stage(captions_path, out_path, backbone, provenance=None) -> None:
-    records = caption_text_records(pq.read_table(captions_path))
-    write_parquet(embed_text_records(records, backbone), out_path, provenance)
-    logger.info("embedded %d captions", len(records))

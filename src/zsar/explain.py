@@ -206,7 +206,7 @@ def shown_descriptor_texts(
     bar"). Running `descriptor_texts` once with the real templates and once with the
     identity template pairs them up without re-implementing the templating.
     """
-    from zsar.descriptors import descriptor_texts
+    from zsar.method import descriptor_texts
 
     identity = {kind: "{text}" for kind in templates}
     shown = {}
@@ -264,13 +264,14 @@ def run_explain_stage(
     params: Mapping[str, Any],
     out_path: str,
     *,
-    templates: Mapping[str, str],
+    templates: Mapping[str, str] | None,
     top: int = TOP_DESCRIPTORS,
 ) -> int:
     """Explain every evaluated video of one scored run; returns the number of rows.
 
-    inputs: scores, classes, videos, class_texts, descriptors, and for caption variants
-    captions (caption embeddings) and caption_texts (the gathered captions).
+    inputs: scores, classes, videos, class_names, descriptors, and for descriptor variants
+    class_texts (descriptor embeddings), for caption variants captions (caption embeddings)
+    and caption_texts (the gathered captions).
     params: the score rule's params (variant, lambda, fusion).
 
     Descriptors are those of the kinds the variant scores with (none for `baseline`), and
@@ -280,19 +281,21 @@ def run_explain_stage(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from zsar.io import read_json, read_provenance, write_parquet
+    from zsar.io import read_json, read_provenance, read_tables, write_parquet
 
     variant = VARIANTS[params["variant"]]
     lam = float(params["lambda"]) if variant.caption else 0.0
-    fusion = params["fusion"]
+    fusion = params.get("fusion", "embedding")  # only caption variants have one
     classes = pq.read_table(inputs["classes"]).to_pylist()
     names = {(c["split"], c["class_id"]): c["name"] for c in classes}
     displays = {c["name"]: c["display_name"] for c in classes}
     descriptors_json = read_json(inputs["descriptors"])
     descriptors = descriptors_by_class(
-        _text_rows(pq.read_table(inputs["class_texts"])),
+        _text_rows(read_tables([inputs["class_names"], inputs.get("class_texts")])),
         variant.descriptor_kinds,
-        shown_descriptor_texts(descriptors_json, displays, templates),
+        shown_descriptor_texts(descriptors_json, displays, templates)
+        if variant.uses_descriptors
+        else {},
     )
     hierarchy = hierarchy_paths(descriptors_json)
     videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),

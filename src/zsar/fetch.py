@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import logging
 import os
 import re
@@ -35,18 +34,19 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from zsar import tiny
 from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
 from zsar.io import atomic_path, write_json
 from zsar.registry import READY_FILE, backend_of, model_dir, ready_path
 
 logger = logging.getLogger(__name__)
 
-# build.family -> "module:function" with signature build(spec: dict, out_dir: Path) -> None;
-# strings, imported only when used.
-BUILDERS: dict[str, str] = {
-    "open_clip": "zsar.tiny:build_tiny_open_clip",
-    "vlm": "zsar.tiny:build_tiny_vlm",
-    "causal_lm": "zsar.tiny:build_tiny_llm",
+# build.family -> build(spec: dict, out_dir: Path) -> None (zsar.tiny imports torch and
+# transformers only inside each builder, so naming them here costs nothing).
+BUILDERS: dict[str, Callable[[Mapping[str, Any], Path], None]] = {
+    "open_clip": tiny.build_tiny_open_clip,
+    "vlm": tiny.build_tiny_vlm,
+    "causal_lm": tiny.build_tiny_llm,
 }
 CHUNK_BYTES = 1 << 20
 # Tokenizer and processor files a model folder needs besides config and weights.
@@ -75,12 +75,6 @@ class ChecksumError(FetchError):
 
 
 # --- pure helpers ----------------------------------------------------------------------------
-
-
-def resolve_callable(spec: str) -> Callable:
-    """ "package.module:function" -> the function (imported now, not at startup)."""
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def select_repo_files(
@@ -251,7 +245,7 @@ def fetch_built(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     family = spec.get("family")
     if family not in BUILDERS:
         raise FetchError(f"model '{entry['name']}': build.family must be one of {sorted(BUILDERS)}")
-    resolve_callable(BUILDERS[family])(spec, folder)
+    BUILDERS[family](spec, folder)
     return {"built": family, "seed": spec.get("seed", 0)}
 
 

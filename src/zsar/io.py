@@ -150,6 +150,43 @@ def vectors_by_key(table: pa.Table, key: str) -> dict[str, Any]:
     return dict(zip(table.column(key).to_pylist(), vector_matrix(table), strict=True))
 
 
+# Files up to this size are hashed by content; larger ones (videos under a folder adapter's
+# root) by name and size, so a digest never reads gigabytes.
+DIGEST_CONTENT_BYTES = 1 << 20
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    size = path.stat().st_size
+    if size > DIGEST_CONTENT_BYTES:
+        return f"size:{size}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """A sha256 of what a file, or a folder of files, holds, whatever its path.
+
+    A folder's digest covers each file's path relative to it and its own digest (by content
+    up to DIGEST_CONTENT_BYTES, by size beyond), in sorted order.
+    """
+    import hashlib
+
+    root = Path(path)
+    if root.is_file():
+        return _file_digest(root)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{_file_digest(file)}\0".encode())
+    return digest.hexdigest()
+
+
+def read_tables(paths: list[str | os.PathLike | None]) -> pa.Table:
+    """Tables of one schema read and concatenated in order (None entries skipped)."""
+    tables = [pq.read_table(p) for p in paths if p is not None]
+    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+
+
 def failures_table(records: list[dict[str, str]]) -> pa.Table:
     """Failures as the `failures.parquet` contract: video_id, stage, reason."""
     return pa.Table.from_pylist(records, schema=FAILURE_SCHEMA)

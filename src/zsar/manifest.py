@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zsar import adapters
-from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet
+from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet, write_text
 from zsar.provenance import provenance
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,10 @@ def report_missing(manifest: pa.Table, video_root: str | None) -> None:
                        len(missing) - MISSING_SHOWN)
 
 
+def formats_by_split(formats: Mapping[int, str]) -> dict[str, str]:
+    return {str(k): v for k, v in formats.items()}
+
+
 def write_manifest(
     adapter: str,
     annotations: Mapping[int, str],
@@ -213,9 +217,7 @@ def write_manifest(
         "video_root": video_root,
         "format": fmt,
     }
-    block = provenance(
-        spec, extra={"stage": "manifest", "formats": {str(k): v for k, v in formats.items()}}
-    )
+    block = provenance(spec, extra={"stage": "manifest", "formats": formats_by_split(formats)})
     if manifest_out is not None:
         write_parquet(manifest, manifest_out, provenance=block)
         report_missing(manifest, video_root)
@@ -224,24 +226,56 @@ def write_manifest(
     return summary_line(manifest, classes)
 
 
-def run_manifest_stage(
-    spec: Mapping[str, Any],
-    manifest_out: str | None,
-    classes_out: str | None,
-) -> str:
-    """The workflow's entry: `spec` is DatasetPlan.as_params() (splits keyed as strings).
+def video_files_text(manifest: pa.Table) -> str:
+    """The frames stage's cache key: each video on disk and its size, nothing about where.
 
-    The workflow writes the two tables in two rules: the class list does not depend on
-    where the videos are, so moving the videos (a new video_root) re-runs the manifest
-    but leaves the class list, and the costly LLM descriptors keyed on it, untouched.
+    One line per unique video id, sorted ("video_id<TAB>bytes"); a video that appears or
+    disappears, or whose file changes size, changes it; moving the folder does not.
+    """
+    rows = manifest.select(["video_id", "path", "exists"]).to_pylist()
+    sizes = {r["video_id"]: os.path.getsize(r["path"]) for r in rows if r["exists"]}
+    return "video_id\tbytes\n" + "".join(f"{v}\t{sizes[v]}\n" for v in sorted(sizes))
+
+
+def run_manifest_stage(
+    spec: Mapping[str, Any], manifest_out: str, video_files_out: str | None = None
+) -> str:
+    """The manifest rule: `spec` is DatasetPlan.as_params() (splits keyed as strings).
+
+    Beside the manifest it writes `video_files_out` (video_files_text), which the frames
+    stage keys on instead of the manifest: the manifest holds the videos' paths, which
+    change when the videos move, while the decoded frames do not.
     """
     splits = [int(s) for s in spec["splits"]]
     annotations = {s: spec["annotations"][str(s)] for s in splits}
     labels = {s: (spec.get("labels") or {}).get(str(s)) for s in splits}
     summary = write_manifest(
         spec["adapter"], annotations, labels, spec.get("video_root"), spec.get("format"),
-        manifest_out, classes_out,
+        manifest_out, None,
     )
+    if video_files_out is not None:
+        write_text(video_files_text(pq.read_table(manifest_out)), video_files_out)
+    logger.info(summary)
+    return summary
+
+
+def run_classes_stage(plan, classes_out: str, key: Mapping[str, Any]) -> str:
+    """The classes rule: the class list of `plan` (a DatasetPlan), keyed on `key`, the
+    plan's class_list_key() that the rule's params hold.
+
+    The files are read where the config says they are now; if their content is no longer
+    what the rule was planned with (they changed between planning and running), that is
+    an error rather than a class list that does not match its cache key.
+    """
+    if plan.class_list_key() != dict(key):
+        raise ValueError(
+            f"the annotation files of {plan.name} changed since the run was planned; run again"
+        )
+    _, classes, formats = _build(plan.adapter, plan.annotations, plan.labels, None, plan.format)
+    # Provenance without paths: the class list is the same wherever the lists are.
+    block = provenance(dict(key), extra={"stage": "classes", "formats": formats_by_split(formats)})
+    write_parquet(classes, classes_out, provenance=block)
+    summary = f"classes={classes.num_rows} splits={len(plan.splits)}"
     logger.info(summary)
     return summary
 

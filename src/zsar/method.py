@@ -90,6 +90,25 @@ KINDS: dict[str, TextKind] = {
 DESCRIPTOR_KINDS: tuple[str, ...] = tuple(k for k, kind in KINDS.items() if kind.is_descriptor)
 
 
+def descriptor_texts(
+    record: Mapping[str, Any], class_display: str, templates: Mapping[str, str]
+) -> dict[str, list[str]]:
+    """The sentences to embed for one class's descriptors record, per descriptor kind.
+
+    Each text goes into its kind's template, with {class} the class's display name and
+    {text} the text ("{class}, which involves {text}", "{class}: {text}"); the hierarchy is
+    one text, its levels joined root to leaf ("sports → ball sports → basketball"). A
+    fallback class has no descriptor texts: every list is empty.
+    """
+    return {
+        kind: [
+            templates[kind].replace("{class}", class_display).replace("{text}", text)
+            for text in KINDS[kind].texts(record)
+        ]
+        for kind in DESCRIPTOR_KINDS
+    }
+
+
 # --- fusion of the caption ---------------------------------------------------------------
 
 

@@ -28,6 +28,8 @@ class DatasetPlan:
     video_root: str | None
     format: str | None
     splits: tuple[int, ...]
+    # Its files are written by a rule (the demo), so they may not exist when planning.
+    generated: bool = False
 
     def as_params(self) -> dict[str, Any]:
         """The fields that define the manifest (what its rule's params track)."""
@@ -38,6 +40,40 @@ class DatasetPlan:
             "video_root": self.video_root,
             "format": self.format,
             "splits": list(self.splits),
+        }
+
+    def annotation_files(self) -> list[str]:
+        """Every annotation and label file (or folder) of the splits, each once."""
+        return sorted({*self.annotations.values(), *(p for p in self.labels.values() if p)})
+
+    def class_list_key(self) -> dict[str, Any]:
+        """What the class list depends on: the adapter and the *content* of the annotation
+        and label files, not where they are, so the same lists under a new data root re-run
+        nothing downstream (the LLM descriptors hang on the class list). A generated
+        dataset's files do not exist before its rule has run; their paths stand in."""
+        from zsar.io import content_digest
+
+        def key(path: str | None, role: str, split: int) -> str | None:
+            if path is None or self.generated:
+                return path
+            if not Path(path).exists():
+                raise ConfigError(
+                    f"missing input: {path} (dataset_specs.{self.name}.{role}, split {split}) "
+                    "does not exist; check data_root and the dataset's paths"
+                )
+            return content_digest(path)
+
+        return {
+            "adapter": self.adapter,
+            "format": self.format,
+            "splits": list(self.splits),
+            "files": {
+                str(s): {
+                    "annotations": key(self.annotations[s], "annotations", s),
+                    "labels": key(self.labels[s], "labels", s),
+                }
+                for s in self.splits
+            },
         }
 
 
@@ -102,7 +138,10 @@ def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> Datas
             f"data_root '{data_root}' does not exist (needed by dataset '{name}'); "
             "set it with --config data_root=/path/to/benchmarks"
         )
+    from zsar.adapters import ADAPTERS
+
     splits = tuple(int(s) for s in spec["splits"])
+    adapter = ADAPTERS.get(spec["adapter"])
     return DatasetPlan(
         name=name,
         adapter=spec["adapter"],
@@ -111,7 +150,18 @@ def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> Datas
         video_root=_fill(spec.get("video_root"), data_root, splits[0]),
         format=spec.get("format"),
         splits=splits,
+        generated=bool(adapter and adapter.generated),
     )
+
+
+def dataset_from_config(
+    config: Mapping[str, Any], config_dir: str | os.PathLike, name: str
+) -> DatasetPlan:
+    """One dataset's plan from a (validated) config: where a job finds its files now."""
+    specs = load_dataset_specs(config_dir, config.get("dataset_specs") or {})
+    if name not in specs:
+        raise ConfigError(f"datasets: '{name}' has no spec")
+    return resolve_dataset(name, specs[name], str(config["data_root"]))
 
 
 def _check_annotations(plan: DatasetPlan) -> None:

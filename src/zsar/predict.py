@@ -222,13 +222,16 @@ class ClassModel:
 
 def build_class_model(classes: ClassList, descriptors_json, backbone, settings) -> ClassModel:
     """Class vectors exactly as the embedding and scoring stages build them."""
-    from zsar.embed import class_text_records, embed_text_records
+    from zsar.embed_text import class_descriptor_records, class_name_records, embed_text_records
     from zsar.explain import descriptors_by_class, hierarchy_paths, shown_descriptor_texts
     from zsar.method import KINDS, kind_weights
     from zsar.scoring import split_class_vectors
 
     descriptors_json = descriptors_json or {}
-    records = class_text_records(classes.as_table(), descriptors_json, settings.templates)
+    table = classes.as_table()
+    records = class_name_records(table) + class_descriptor_records(
+        table, descriptors_json, settings.templates
+    )
     table = embed_text_records(records, backbone)
     # Every kind when there are descriptors (the `full` variant's class vectors), else the
     # name alone (`baseline`'s).

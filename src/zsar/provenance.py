@@ -6,8 +6,10 @@ metrics and tables; timestamps belong in logs.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
+import importlib.util
 import json
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -72,3 +74,92 @@ def provenance(
     if extra:
         block.update(extra)
     return block
+
+
+# --- code versions: what a job's result depends on in the code ---------------------------------
+#
+# A job re-runs when the code that computes its output changes, not when a file's mtime does
+# (a `touch`, a `git checkout` that rewrites the same bytes) and not for a reworded comment,
+# docstring or a reformatting. A rule's code version is a hash of the syntax tree, docstrings
+# removed, of its script and of every zsar module the script imports, followed through the
+# modules' own imports. The modules below are not followed: they say where and how a job runs
+# and what it records (logs, devices, paths, provenance, config and registry loading), never
+# what it computes; the config values and registry entries a job uses are in its cache key as
+# params instead.
+NOT_IN_CODE_VERSION = frozenset(
+    {
+        "zsar.cli",
+        "zsar.config",
+        "zsar.devices",
+        "zsar.job",
+        "zsar.plan",
+        "zsar.provenance",
+        "zsar.registry",
+    }
+)
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _imported_zsar_modules(tree: ast.AST) -> set[str]:
+    """Every zsar module a module imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("zsar."))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "zsar":
+                found.update(f"zsar.{a.name}" for a in node.names)
+            elif node.module.startswith("zsar."):
+                found.add(node.module)
+    return found
+
+
+@functools.cache
+def _module_tree(name: str) -> tuple[str, frozenset[str]]:
+    """(normalised syntax tree, zsar modules imported) of an importable zsar module."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:  # e.g. `from zsar import __version__`
+        return "", frozenset()
+    return _source_tree(Path(spec.origin).read_text())
+
+
+def _source_tree(source: str) -> tuple[str, frozenset[str]]:
+    tree = ast.parse(source)
+    imports = frozenset(_imported_zsar_modules(tree))
+    return ast.dump(_without_docstrings(tree)), imports
+
+
+def code_modules(script: str | Path) -> list[str]:
+    """The zsar modules whose code enters a script's code version, sorted."""
+    _, pending = _source_tree(Path(script).read_text())
+    seen: set[str] = set()
+    pending = set(pending)
+    while pending:
+        name = pending.pop()
+        if name in seen or name in NOT_IN_CODE_VERSION:
+            continue
+        seen.add(name)
+        pending |= _module_tree(name)[1]
+    return sorted(seen)
+
+
+def code_version(script: str | Path) -> str:
+    """A short hash of what a workflow script computes with: its own syntax tree and those
+    of the zsar modules it uses (`code_modules`), without comments, docstrings or layout."""
+    digest = hashlib.sha256(_source_tree(Path(script).read_text())[0].encode())
+    for name in code_modules(script):
+        digest.update(f"\0{name}\0{_module_tree(name)[0]}".encode())
+    return digest.hexdigest()[:16]

@@ -115,21 +115,30 @@ def _resolve(schema: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str,
 
 
 @functools.cache
-def _uncached_fields(section: str) -> frozenset[str]:
+def _fields_marked(section: str, mark: str) -> frozenset[str]:
+    """The entry fields of a section whose schema says `mark: false`."""
     schema = _schema()
     entry = _resolve(schema, schema["properties"][section]["additionalProperties"])
     return frozenset(
         name
         for name, prop in entry["properties"].items()
-        if _resolve(schema, prop).get("x-cache-key") is False
+        if _resolve(schema, prop).get(mark) is False
     )
 
 
 def model_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """What an entry computes with: the entry without the fields that only document it or
     only change how fast or where it runs (`x-cache-key: false` in the schema)."""
-    uncached = _uncached_fields(section)
+    uncached = _fields_marked(section, "x-cache-key")
     return {key: value for key, value in entry.items() if key not in uncached}
+
+
+def fetch_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What fetch_model's download depends on: the identity without the fields a loader
+    applies itself (`x-fetch-key: false`, e.g. preprocessing)."""
+    applied_at_load = _fields_marked(section, "x-fetch-key")
+    identity = model_identity(section, entry)
+    return {key: value for key, value in identity.items() if key not in applied_at_load}
 
 
 def check_registry(data: Mapping[str, Any], path: str | os.PathLike) -> None:

@@ -202,7 +202,7 @@ def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
     labels = {r["run"]: run_label(r["run"]) for r in records}
     fig = _figure(max(6.0, 1.1 * len(runs) * max(1, len(backbones)) + 3.0), 4.2)
     width = 0.8 / max(1, len(backbones))
-    fallbacks = max((r.get("descriptor_fallbacks", 0) for r in records), default=0)
+    fallbacks = max((r.get("descriptor_fallbacks") or 0 for r in records), default=0)
     for panel, (metric, name) in enumerate((("top1", "top-1"), ("mean_class", "mean-class"))):
         ax = fig.add_subplot(1, 2, panel + 1)
         for b, backbone in enumerate(backbones):
@@ -372,7 +372,8 @@ def summary_html(
     )
     classes = descriptors_json.get("classes") or {}
     fell_back = sorted((n, c.get("reason") or "") for n, c in classes.items() if c.get("fallback"))
-    reported = sorted({r.get("descriptor_fallbacks", 0) for r in records})
+    reported = sorted({r["descriptor_fallbacks"] for r in records
+                       if r.get("descriptor_fallbacks") is not None})
     fallback_text = (
         f"<p>Descriptor LLM <b>{_esc(descriptors_json.get('llm'))}</b>: "
         f"<b>{len(fell_back)}</b> of {len(classes)} classes fell back to their name "

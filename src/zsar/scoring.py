@@ -220,7 +220,7 @@ def run_scoring_stage(
     """Score every split of a dataset for one backbone and variant run."""
     import pyarrow.parquet as pq
 
-    from zsar.io import read_json, write_json, write_parquet
+    from zsar.io import read_json, read_tables, write_json, write_parquet
     from zsar.provenance import provenance
 
     variant = VARIANTS[params["variant"]]
@@ -228,12 +228,13 @@ def run_scoring_stage(
     classes = pq.read_table(inputs["classes"]).to_pylist()
     videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
                             "video_id")
-    class_texts = pq.read_table(inputs["class_texts"])
+    # Name prompts for every variant; descriptor sentences only where the variant uses them.
+    class_texts = read_tables([inputs["class_names"], inputs.get("class_texts")])
     captions = None
     if variant.caption:
         captions = vectors_by_key(pq.read_table(inputs["captions"]), "owner")
     weights = kind_weights(variant.kinds, params["weights"])
-    descriptors = read_json(inputs["descriptors"])
+    descriptors = read_json(inputs["descriptors"]) if variant.uses_descriptors else {}
 
     all_rows: list[dict] = []
     per_split: dict[int, dict[str, Any]] = {}
@@ -254,7 +255,7 @@ def run_scoring_stage(
             videos,
             class_vectors,
             captions,
-            fusion=params["fusion"],
+            fusion=params.get("fusion", "embedding"),
             lam=params["lambda"] if variant.caption else 0.0,
             topk=params["topk"],
             failure_policy=params["failure_policy"],
@@ -262,13 +263,18 @@ def run_scoring_stage(
         all_rows += rows
         per_split[split] = metrics
 
-    fallbacks = sum(1 for c in descriptors.get("classes", {}).values() if c.get("fallback"))
+    # Only a variant that scores with descriptors can suffer from a class's fallback.
+    fallbacks = (
+        sum(1 for c in descriptors.get("classes", {}).values() if c.get("fallback"))
+        if variant.uses_descriptors
+        else None
+    )
     record = {
         "dataset": dataset,
         "backbone": backbone["name"],
         "run": run,
         "variant": params["variant"],
-        "fusion": params["fusion"],
+        "fusion": params.get("fusion"),
         "lambda": params["lambda"] if variant.caption else None,
         "weights": weights,
         "failure_policy": params["failure_policy"],

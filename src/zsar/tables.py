@@ -68,7 +68,8 @@ def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "splits": len(rec["splits"]),
             "evaluated": rec["counts"]["evaluated"],
             "excluded": rec["counts"].get("excluded", 0),
-            "descriptor_fallbacks": rec.get("descriptor_fallbacks", 0),
+            # None for a variant that does not score with descriptors.
+            "descriptor_fallbacks": rec.get("descriptor_fallbacks"),
         }
         for metric in METRICS:
             row[f"{metric}_mean"] = rec["mean"].get(metric, math.nan)
@@ -89,8 +90,10 @@ def display_cell(row: Mapping[str, Any], column: str) -> str:
     if column in METRICS:
         return format_pct(row[f"{column}_mean"], row[f"{column}_std"], row["splits"])
     value = row[column]
+    if value is None:
+        return ""
     if column == "lambda":
-        return "" if value is None else f"{value:g}"
+        return f"{value:g}"
     return str(value)
 
 
@@ -98,7 +101,7 @@ def provenance_footnote(records: Iterable[Mapping[str, Any]]) -> str:
     records = list(records)
     commits = sorted({r["provenance"].get("git_commit", "unknown") for r in records})
     models = sorted({r["provenance"].get("model", r["backbone"]) for r in records})
-    llms = sorted({str(r["provenance"].get("llm")) for r in records})
+    llms = sorted({str(r["provenance"]["llm"]) for r in records if r["provenance"].get("llm")})
     combined = config_hash(sorted(r["provenance"].get("config_hash", "") for r in records))
     return (
         f"zsar {records[0]['provenance'].get('zsar_version', '?') if records else '?'}; "

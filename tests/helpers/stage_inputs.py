@@ -67,12 +67,14 @@ def write_score_inputs(
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
     pq.write_table(vector_table("video_id", [ids[i] for i in kept], noisy),
                    folder / "videos.parquet")
-    texts = [("name", n, n.lower()) for n in names]
-    texts += [("attribute", n, f"{n.lower()}, which involves a cue") for n in names]
-    vectors = np.vstack([name_vectors, unit_rows(rng, classes, dim)])
     pq.write_table(
-        vector_table("kind", [t[0] for t in texts], vectors,
-                     owner=[t[1] for t in texts], text=[t[2] for t in texts]),
+        vector_table("kind", ["name"] * classes, name_vectors, owner=names,
+                     text=[n.lower() for n in names]),
+        folder / "class_names.parquet",
+    )
+    pq.write_table(
+        vector_table("kind", ["attribute"] * classes, unit_rows(rng, classes, dim), owner=names,
+                     text=[f"{n.lower()}, which involves a cue" for n in names]),
         folder / "class_texts.parquet",
     )
     write_json({"llm": "curated", "prompt_version": "test", "classes": {
@@ -80,7 +82,7 @@ def write_score_inputs(
             "reason": None} for n in names}}, folder / "descriptors.json")
     inputs = {
         name: str(folder / f"{name}.parquet")
-        for name in ("manifest", "classes", "failures", "videos", "class_texts")
+        for name in ("manifest", "classes", "videos", "class_names", "class_texts")
     }
     inputs["descriptors"] = str(folder / "descriptors.json")
     if captions:

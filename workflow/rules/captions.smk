@@ -21,9 +21,10 @@ rule caption_shard:
         mem_mb=32000,
         runtime=240,
     params:
-        captioner=lambda wildcards: registry_entry("captioners", wildcards.captioner),
+        captioner=lambda wildcards: model_key("captioners", wildcards.captioner),
         prompt_set=config["captions"]["prompt_set"],
         max_new_tokens=config["captions"]["max_new_tokens"],
+        code=code("captions"),
     script:
         "../scripts/captions.py"
 
@@ -40,5 +41,7 @@ rule gather_captions:
         "results/logs/{dataset}/captions/{captioner}.gather.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        code=code("gather"),
     script:
         "../scripts/gather.py"

@@ -22,9 +22,10 @@ rule descriptors:
         mem_mb=32000,
         runtime=120,
     params:
-        llm=lambda wildcards: registry_entry("llms", wildcards.llm),
+        llm=lambda wildcards: model_key("llms", wildcards.llm),
         prompt_set=config["descriptors"]["prompt_set"],
         max_new_tokens=config["descriptors"]["max_new_tokens"],
         repair_attempts=config["descriptors"]["repair_attempts"],
+        code=code("descriptors"),
     script:
         "../scripts/descriptors.py"

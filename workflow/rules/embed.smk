@@ -1,4 +1,6 @@
-# Embeddings: video embeddings per frames shard, then the class and caption texts.
+# Embeddings: video embeddings per frames shard, then the texts: class names (every variant),
+# descriptor sentences (the descriptor variants) and captions (the caption variants), each
+# in its own file so that a variant re-scores only when a text it uses changes.
 
 
 rule embed_videos:
@@ -19,7 +21,8 @@ rule embed_videos:
         mem_mb=16000,
         runtime=120,
     params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
+        code=code("embed_videos"),
     script:
         "../scripts/embed_videos.py"
 
@@ -36,8 +39,31 @@ rule gather_video_embeddings:
         "results/logs/{dataset}/embed/{backbone}/gather.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        code=code("gather"),
     script:
         "../scripts/gather.py"
+
+
+rule embed_class_names:
+    input:
+        classes="results/{dataset}/classes.parquet",
+        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+    output:
+        "results/{dataset}/embeddings/{backbone}/class-names.parquet",
+    log:
+        "results/logs/{dataset}/embed/{backbone}/class-names.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        mem_mb=8000,
+        runtime=30,
+    params:
+        backbone=lambda wildcards: text_model_key(wildcards.backbone),
+        code=code("embed_class_names"),
+    script:
+        "../scripts/embed_class_names.py"
 
 
 rule embed_class_texts:
@@ -56,8 +82,9 @@ rule embed_class_texts:
         mem_mb=8000,
         runtime=30,
     params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        backbone=lambda wildcards: text_model_key(wildcards.backbone),
         templates=config["descriptors"]["templates"],
+        code=code("embed_class_texts"),
     script:
         "../scripts/embed_class_texts.py"
 
@@ -77,6 +104,7 @@ rule embed_captions:
         mem_mb=8000,
         runtime=30,
     params:
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        backbone=lambda wildcards: text_model_key(wildcards.backbone),
+        code=code("embed_captions"),
     script:
         "../scripts/embed_captions.py"

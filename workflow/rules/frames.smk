@@ -1,9 +1,12 @@
 # Frames: decoded once per dataset and sampling, shared by every backbone and captioner.
+# Keyed on the videos on disk and their sizes (video_files), not on the manifest's paths;
+# the manifest is read (for the paths) but its date is ignored (ancient).
 
 
 rule frames:
     input:
-        manifest="results/{dataset}/manifest.parquet",
+        video_files="results/{dataset}/video_files.tsv",
+        manifest=ancient("results/{dataset}/manifest.parquet"),
     output:
         frames="results/{dataset}/frames/{sampling}/{shard}.parquet",
         failures="results/{dataset}/frames/{sampling}/{shard}.failures.parquet",
@@ -19,5 +22,6 @@ rule frames:
         runtime=120,
     params:
         frames=config["frames"],
+        code=code("frames"),
     script:
         "../scripts/frames.py"

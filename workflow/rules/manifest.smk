@@ -13,30 +13,37 @@ rule demo_data:
     params:
         clips_per_class=config["demo_clips_per_class"],
         seed=config["seed"],
+        code=code("demo_data"),
     script:
         "../scripts/demo_data.py"
 
 
-rule manifest:
+# A checkpoint, so that after it has run Snakemake looks again at what depends on it: the
+# frames are keyed on video_files (the videos and their sizes), not on the manifest's
+# paths, so videos moved to a new root re-run the manifest and no decoding.
+checkpoint manifest:
     input:
         manifest_inputs,
     output:
         manifest="results/{dataset}/manifest.parquet",
+        video_files="results/{dataset}/video_files.tsv",
     log:
         "results/logs/{dataset}/manifest.log",
     conda:
         "../../envs/cpu.yaml"
     params:
         spec=lambda wildcards: dataset_plan(wildcards).as_params(),
+        code=code("manifest"),
     script:
         "../scripts/manifest.py"
 
 
-# The class list has its own rule, keyed only on the annotation files: descriptors, which
-# may cost hours of LLM time, hang on it and must not re-run when videos move.
+# The class list has its own rule, keyed on the annotation files' content, not on where
+# they are: the descriptors, which may cost hours of LLM time, hang on it and must not
+# re-run when a benchmark's folder moves.
 rule classes:
     input:
-        annotation_files,
+        classes_inputs,
     output:
         classes="results/{dataset}/classes.parquet",
     log:
@@ -44,12 +51,10 @@ rule classes:
     conda:
         "../../envs/cpu.yaml"
     params:
-        spec=lambda wildcards: {
-            **dataset_plan(wildcards).as_params(),
-            "video_root": None,
-        },
+        key=classes_key,
+        code=code("classes"),
     script:
-        "../scripts/manifest.py"
+        "../scripts/classes.py"
 
 
 rule failures:
@@ -63,5 +68,7 @@ rule failures:
         "results/logs/{dataset}/failures.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        code=code("gather_failures"),
     script:
         "../scripts/gather_failures.py"

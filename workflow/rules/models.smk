@@ -15,9 +15,8 @@ rule fetch_model:
     conda:
         "../../envs/torch.yaml"
     params:
-        entry=lambda wildcards: registry_entry(
-            registry_section(wildcards.model), wildcards.model
-        ),
+        model=lambda wildcards: fetch_key(wildcards.model),
         section=lambda wildcards: registry_section(wildcards.model),
+        code=code("fetch_model"),
     script:
         "../scripts/fetch_model.py"

@@ -16,6 +16,8 @@ rule tables:
         "results/logs/tables.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=code("tables"),
     script:
         "../scripts/tables.py"
 
@@ -30,15 +32,7 @@ REPORT_RUN = primary_run(RUNS, LAMBDAS)
 
 rule explain:
     input:
-        # What scoring read, plus the run's scores.
-        unpack(
-            lambda wildcards: {
-                **scoring_inputs(wildcards),
-                "scores": "results/{dataset}/scores/{backbone}/{run}.parquet".format(
-                    **dict(wildcards.items())
-                ),
-            }
-        ),
+        unpack(explain_inputs),
     output:
         "results/{dataset}/explanations/{backbone}/{run}.parquet",
     log:
@@ -47,7 +41,8 @@ rule explain:
         "../../envs/cpu.yaml"
     params:
         scoring=scoring_params,
-        templates=config["descriptors"]["templates"],
+        templates=explain_templates,
+        code=code("explain"),
     script:
         "../scripts/explain.py"
 
@@ -66,6 +61,8 @@ rule report_tables_html:
         "results/logs/report/tables_html.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=code("report_tables_html"),
     script:
         "../scripts/report_tables_html.py"
 
@@ -89,6 +86,8 @@ rule report_ablation:
         "results/logs/report/{dataset}/ablation.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=code("report_ablation"),
     script:
         "../scripts/report_ablation.py"
 
@@ -119,6 +118,7 @@ rule report_class_plots:
     params:
         run=REPORT_RUN,
         max_classes=config["report"]["confusion_max_classes"],
+        code=code("report_class_plots"),
     script:
         "../scripts/report_class_plots.py"
 
@@ -155,6 +155,7 @@ rule report_explanations:
         run=REPORT_RUN,
         per_group=config["report"]["explanations_per_group"],
         seed=config["seed"],
+        code=code("report_explanations"),
     script:
         "../scripts/report_explanations.py"
 
@@ -180,5 +181,7 @@ rule report_summary:
         "results/logs/report/{dataset}/summary.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        code=code("report_summary"),
     script:
         "../scripts/report_summary.py"

@@ -14,7 +14,8 @@ rule score:
     params:
         scoring=scoring_params,
         dataset="{dataset}",
-        backbone=lambda wildcards: registry_entry("backbones", wildcards.backbone),
+        backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
         run="{run}",
+        code=code("score"),
     script:
         "../scripts/score.py"

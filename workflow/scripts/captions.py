@@ -1,6 +1,6 @@
 """Rule caption_shard: one frames shard -> captions and caption failures."""
 
-from zsar.job import start_job
+from zsar.job import model_entry, start_job
 
 
 def main(smk) -> None:
@@ -10,7 +10,7 @@ def main(smk) -> None:
         frames_shard=smk.input.frames,
         out=smk.output.captions,
         failures_out=smk.output.failures,
-        entry=smk.params.captioner,
+        entry=model_entry(smk, "captioners", smk.wildcards.captioner),
         prompt_set_path=smk.input.prompts,
         max_new_tokens=smk.params.max_new_tokens,
         # Read from config, not a rule param: batching does not change the captions, so a

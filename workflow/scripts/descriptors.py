@@ -1,6 +1,6 @@
 """Rule descriptors: class list -> attributes, descriptions and hierarchy per class (JSON)."""
 
-from zsar.job import start_job
+from zsar.job import model_entry, start_job
 
 
 def main(smk) -> None:
@@ -9,7 +9,7 @@ def main(smk) -> None:
     run_descriptor_stage(
         classes_path=smk.input.classes,
         out_path=smk.output[0],
-        entry=smk.params.llm,
+        entry=model_entry(smk, "llms", smk.wildcards.llm),
         prompt_set_path=smk.input.prompts,
         max_new_tokens=smk.params.max_new_tokens,
         # Not a param: the batch size changes speed, not the answers, so it is no cache key.

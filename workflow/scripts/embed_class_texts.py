@@ -1,22 +1,16 @@
-"""Rule embed_class_texts: class names and descriptor sentences -> text embeddings."""
+"""Rule embed_class_texts: one LLM's descriptor sentences of every class -> text embeddings."""
 
-from zsar.job import start_job
+from zsar.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.backbones import load_backbone
-    from zsar.devices import preferred_device
-    from zsar.embed import run_class_text_stage
-    from zsar.provenance import provenance
+    from zsar.embed_text import run_class_descriptor_stage
 
-    entry = smk.params.backbone
-    run_class_text_stage(
-        smk.input.classes,
-        smk.input.descriptors,
-        smk.output[0],
-        load_backbone(entry, smk.config["resources"], preferred_device()),
-        smk.params.templates,
-        provenance({"backbone": entry, "templates": smk.params.templates}, model=entry["name"]),
+    backbone, provenance = job_backbone(smk)
+    provenance["templates"] = smk.params.templates
+    run_class_descriptor_stage(
+        smk.input.classes, smk.input.descriptors, smk.output[0], backbone,
+        smk.params.templates, provenance,
     )
 
 

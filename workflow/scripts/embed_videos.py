@@ -1,21 +1,14 @@
 """Rule embed_videos: one frames shard -> video embeddings with one backbone."""
 
-from zsar.job import start_job
+from zsar.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.backbones import load_backbone
-    from zsar.devices import preferred_device
     from zsar.embed import run_video_embedding_stage
-    from zsar.provenance import provenance
 
-    entry = smk.params.backbone
+    backbone, provenance = job_backbone(smk)
     run_video_embedding_stage(
-        smk.input.frames,
-        smk.output[0],
-        load_backbone(entry, smk.config["resources"], preferred_device()),
-        workers=smk.threads,
-        provenance=provenance({"backbone": entry}, model=entry["name"]),
+        smk.input.frames, smk.output[0], backbone, workers=smk.threads, provenance=provenance
     )
 
 

@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
-from zsar.job import start_job
+from zsar.job import model_entry, start_job
 
 
 def main(smk) -> None:
     from zsar.fetch import fetch_model
 
-    ready = fetch_model(smk.params.entry, smk.config["resources"], smk.params.section)
+    section = smk.params.section
+    entry = model_entry(smk, section, smk.wildcards.model)
+    ready = fetch_model(entry, smk.config["resources"], section)
     if Path(ready) != Path(smk.output.ready):
         raise RuntimeError(f"fetch_model wrote {ready}, but the rule expects {smk.output.ready}")
 

@@ -1,5 +1,5 @@
-"""Rules manifest and classes: a dataset's annotation files -> manifest.parquet or
-classes.parquet (whichever output the rule names)."""
+"""Rule manifest: a dataset's annotation files and videos -> manifest.parquet and the list of
+video files the frames stage is keyed on."""
 
 from zsar.job import start_job
 
@@ -7,11 +7,7 @@ from zsar.job import start_job
 def main(smk) -> None:
     from zsar.manifest import run_manifest_stage
 
-    run_manifest_stage(
-        smk.params.spec,
-        manifest_out=smk.output.get("manifest"),
-        classes_out=smk.output.get("classes"),
-    )
+    run_manifest_stage(smk.params.spec, smk.output.manifest, smk.output.video_files)
 
 
 if __name__ == "__main__":
