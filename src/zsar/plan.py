@@ -42,6 +42,28 @@ class DatasetPlan:
             "splits": list(self.splits),
         }
 
+    def video_folders_state(self) -> str | None:
+        """A hash of the dates of the video root and every folder below it.
+
+        A folder's date changes when a file is added to it, removed or renamed, so this
+        changes when videos appear or go (a download finished, a broken file deleted),
+        and costs one look per folder, not per video. The manifest rule has it as a
+        param: it re-runs then, and only the stages whose videos really changed follow
+        (the frames are keyed on the videos' sizes, video_files.tsv). None where there is
+        no folder to look at, or it is a rule's output (the demo's).
+        """
+        import hashlib
+
+        if self.generated or not self.video_root or not Path(self.video_root).is_dir():
+            return None
+        digest = hashlib.sha256()
+        stack = [Path(self.video_root)]
+        while stack:
+            folder = stack.pop()
+            digest.update(f"{folder}\0{folder.stat().st_mtime_ns}\0".encode())
+            stack += sorted((Path(e.path) for e in os.scandir(folder) if e.is_dir()), reverse=True)
+        return digest.hexdigest()[:16]
+
     def annotation_files(self) -> list[str]:
         """Every annotation and label file (or folder) of the splits, each once."""
         return sorted({*self.annotations.values(), *(p for p in self.labels.values() if p)})
@@ -192,6 +214,35 @@ def _check_model(registry, section: str, name: str, key: str) -> None:
         raise ConfigError(f"{key}: {err}") from err
 
 
+def demo_models_in_use(
+    config: Mapping[str, Any], registry: Mapping[str, Any], captioner: str | None
+) -> list[str]:
+    """"key: name" of each configured model whose registry entry is marked `demo: true`."""
+    stages = [(f"backbones[{i}]", "backbones", b) for i, b in enumerate(config["backbones"])]
+    if captioner is not None:
+        stages.append(("captions.captioner", "captioners", captioner))
+    stages.append(("descriptors.llm", "llms", config["descriptors"]["llm"]))
+    return [
+        f"{key}: {name}"
+        for key, section, name in stages
+        if registry[section][name].get("demo")
+    ]
+
+
+def _refuse_demo_models_on_benchmarks(config, datasets, registry, captioner) -> None:
+    """Tiny random models and the demo's hand-written descriptors make numbers that look
+    real and mean nothing: on a benchmark they are a config error unless asked for."""
+    benchmarks = [name for name, plan in datasets.items() if not plan.generated]
+    demo = demo_models_in_use(config, registry, captioner)
+    if benchmarks and demo and not config.get("allow_demo_models"):
+        raise ConfigError(
+            f"dataset(s) {', '.join(benchmarks)} would run with demo models ("
+            + "; ".join(demo)
+            + "). Name real models, e.g. add --configfile config/runs/vit-b16-qwen.yaml, "
+            "or set allow_demo_models: true to run them anyway (tests, smoke runs)"
+        )
+
+
 def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "config") -> RunPlan:
     registry = load_registry(config["models"])
     specs = load_dataset_specs(config_dir, config.get("dataset_specs") or {})
@@ -217,6 +268,7 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
         _check_model(registry, "captioners", captioner, "captions.captioner")
     _check_model(registry, "llms", config["descriptors"]["llm"], "descriptors.llm")
 
+    _refuse_demo_models_on_benchmarks(config, datasets, registry, captioner)
     variants = tuple(
         v for v in config["scoring"]["variants"] if captioner or not VARIANTS[v].caption
     )

@@ -14,13 +14,20 @@ BENCHMARK_LISTS = REPO.parent / "shared" / "benchmark-lists"
 WORKFLOW_PARTS = ("Snakefile", "config", "workflow", "profiles", "envs")
 
 
-def copy_workflow(dest: Path) -> Path:
-    """Copy what the workflow needs (not results/ or resources/) into `dest`."""
+def copy_workflow(dest: Path, *, with_library: bool = False) -> Path:
+    """Copy what the workflow needs (not results/ or resources/) into `dest`.
+
+    with_library also copies src/, which `snakemake()` then puts first on PYTHONPATH, so
+    a test may edit the library code that the copy's jobs run.
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
+    parts = (*WORKFLOW_PARTS, "src") if with_library else WORKFLOW_PARTS
+    for part in parts:
         src = REPO / part
         if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy2(src, dest / part)
     return dest
@@ -29,6 +36,10 @@ def copy_workflow(dest: Path) -> Path:
 def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run snakemake in `workdir` with the venv's interpreter; output captured as text."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if (workdir / "src" / "zsar").is_dir():  # a copy with its own library (with_library)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(workdir / "src"), env.get("PYTHONPATH")) if p
+        )
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=workdir,

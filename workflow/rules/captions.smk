@@ -7,6 +7,7 @@ rule caption_shard:
         prompts=f"config/prompts/{config['captions']['prompt_set']}.yaml",
         model=lambda wildcards: model_ready("captioners", wildcards.captioner),
         imported=lambda wildcards: model_files("captioners", wildcards.captioner),
+        replanned=replanned_after_manifest,
     output:
         captions="results/{dataset}/captions/{captioner}/{shard}.parquet",
         failures="results/{dataset}/captions/{captioner}/{shard}.failures.parquet",
@@ -31,10 +32,11 @@ rule caption_shard:
 
 rule gather_captions:
     input:
-        expand(
+        shards=expand(
             "results/{{dataset}}/captions/{{captioner}}/{shard}.parquet",
             shard=SHARDS,
         ),
+        replanned=replanned_after_manifest,
     output:
         "results/{dataset}/captions/{captioner}.parquet",
     log:

@@ -136,6 +136,18 @@ def classes_key(wildcards):
         raise WorkflowError(f"zsar config error: {err}") from None
 
 
+def replanned_after_manifest(wildcards):
+    """The manifest checkpoint's video list, its date ignored (ancient).
+
+    Snakemake plans the direct dependents of a checkpoint again once it has run; a job
+    planned only once keeps a reason to run that may since have gone away (its input's
+    producer turned out not to need a run). The rules that decode, caption or embed videos
+    list this file, so they are planned again too: videos moved to a new root re-run the
+    manifest and none of them (README, "What re-runs when").
+    """
+    return ancient(f"results/{wildcards.dataset}/video_files.tsv")
+
+
 def frames_shard(wildcards):
     return (
         f"results/{wildcards.dataset}/frames/{PLAN.sampling}/{wildcards.shard}.parquet"

@@ -7,6 +7,7 @@ rule embed_videos:
     input:
         frames=frames_shard,
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+        replanned=replanned_after_manifest,
     output:
         "results/{dataset}/embeddings/{backbone}/videos/{shard}.parquet",
     log:
@@ -29,10 +30,11 @@ rule embed_videos:
 
 rule gather_video_embeddings:
     input:
-        expand(
+        shards=expand(
             "results/{{dataset}}/embeddings/{{backbone}}/videos/{shard}.parquet",
             shard=SHARDS,
         ),
+        replanned=replanned_after_manifest,
     output:
         "results/{dataset}/embeddings/{backbone}/videos.parquet",
     log:
@@ -93,6 +95,7 @@ rule embed_captions:
     input:
         captions="results/{dataset}/captions/{captioner}.parquet",
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+        replanned=replanned_after_manifest,
     output:
         "results/{dataset}/embeddings/{backbone}/captions-{captioner}.parquet",
     log:

@@ -33,6 +33,7 @@ checkpoint manifest:
         "../../envs/cpu.yaml"
     params:
         spec=lambda wildcards: dataset_plan(wildcards).as_params(),
+        video_folders=lambda wildcards: dataset_plan(wildcards).video_folders_state(),
         code=code("manifest"),
     script:
         "../scripts/manifest.py"

@@ -8,8 +8,9 @@ from zsar.job import start_job
 def main(smk) -> None:
     from zsar.io import gather_parquet
 
-    rows = gather_parquet(list(smk.input), smk.output[0])
-    logging.info("gathered %d rows from %d shards into %s", rows, len(smk.input), smk.output[0])
+    shards = list(smk.input.shards)
+    rows = gather_parquet(shards, smk.output[0])
+    logging.info("gathered %d rows from %d shards into %s", rows, len(shards), smk.output[0])
 
 
 if __name__ == "__main__":
