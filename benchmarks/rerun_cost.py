@@ -1,19 +1,24 @@
-"""Re-run cost: the demo in full, then again after a change of λ only.
+"""Re-run cost: the demo in full, then again after edits that must re-run little or nothing.
 
-In a scratch copy of the workflow (Snakefile, config, workflow, profiles, envs; no results),
-it runs the demo at --clips-per-class clips per class (6 classes), so that the full run
-takes minutes, then re-runs it with one config overlay, `scoring: {lambda: [0.6]}`, and
-reads from Snakemake's log which jobs ran ("rule X:" / "localrule X:" lines). A third,
-no-op run (nothing left to do) measures Snakemake's own start-up: imports, parsing the
-Snakefile with the run plan, building the DAG and checking the files.
+In a scratch copy of the workflow (Snakefile, config, workflow, profiles, envs, and the
+library, so that its files can be touched; no results), it runs the demo at
+--clips-per-class clips per class (6 classes), so that the full run takes minutes, then
+after each edit runs it again and reads from Snakemake's log which jobs ran ("rule X:" /
+"localrule X:" lines):
 
-The last line is machine-readable:
+- lambda: the overlay `scoring: {lambda: [0.6]}` (only the caption variants' scores);
+- description: the `description:` of the backbone's registry entry reworded (nothing);
+- touch_scripts: every workflow script and library module rewritten with the same bytes,
+  as a `git checkout` does (nothing).
 
-    rerun_fraction=F rerun_jobs=J heavy_jobs_rerun=H
+A last, no-op run (nothing left to do) measures Snakemake's own start-up. Each edit prints
+a machine-readable line
+
+    edit=E rerun_fraction=F rerun_jobs=J heavy_jobs_rerun=H
 
 F = re-run wall time / full-run wall time; J = jobs the re-run ran (the `all` target
 included); H = jobs of the expensive rules (frames, captions, embeddings, descriptors,
-model building, demo data) among them, which must be 0.
+model building, demo data) among them, which must be 0 for all three.
 
 Usage:
     python benchmarks/rerun_cost.py                         # 24 clips per class
@@ -42,6 +47,7 @@ HEAVY_RULES = frozenset(
         "frames",
         "caption_shard",
         "embed_videos",
+        "embed_class_names",
         "embed_class_texts",
         "embed_captions",
         "descriptors",
@@ -94,40 +100,69 @@ def describe(jobs: collections.Counter) -> str:
     return ", ".join(f"{rule} {count}" for rule, count in sorted(jobs.items())) or "none"
 
 
-def measure(workdir: Path, args: argparse.Namespace) -> tuple[float, int, int]:
-    copy_workflow(workdir)
+def reword_description(workdir: Path) -> None:
+    registry = workdir / "config" / "models.yaml"
+    text = registry.read_text()
+    old = "A 2-layer ViT/transformer CLIP built from a config; for the demo and tests."
+    if old not in text:
+        raise RuntimeError(f"{registry}: tiny-clip's description changed; update this harness")
+    registry.write_text(text.replace(old, "A tiny random CLIP (description reworded)."))
+
+
+def touch_scripts(workdir: Path) -> None:
+    for path in [*workdir.glob("workflow/scripts/*.py"), *workdir.glob("src/zsar/*.py")]:
+        path.write_bytes(path.read_bytes())
+
+
+# edit name -> (what it does to the scratch copy, the extra arguments of the re-run)
+EDITS = {
+    "lambda": (lambda workdir: None, ["--configfile", "config/config.yaml", "lambda.yaml"]),
+    "description": (reword_description, []),
+    "touch_scripts": (touch_scripts, []),
+}
+
+
+def measure(workdir: Path, args: argparse.Namespace) -> list[tuple[str, float, int, int]]:
+    copy_workflow(workdir, with_library=True)
     (workdir / "lambda.yaml").write_text(LAMBDA_OVERLAY)
     size = ["--config", f"demo_clips_per_class={args.clips_per_class}"]
     base = ["--cores", str(args.cores)]
-    overlay = ["--configfile", "config/config.yaml", "lambda.yaml"]
 
     print(f"scratch copy: {workdir}", flush=True)
     full_s, full_log = snakemake(workdir, [*base, *size], workdir / "full.log")
     full_jobs = jobs_run(full_log)
     print(f"full run: {full_s:.1f} s, {sum(full_jobs.values())} jobs ({describe(full_jobs)})")
 
-    rerun_s, rerun_log = snakemake(workdir, [*base, *overlay, *size], workdir / "rerun.log")
-    rerun_jobs = jobs_run(rerun_log)
-    print(f"λ re-run: {rerun_s:.1f} s, {sum(rerun_jobs.values())} jobs ({describe(rerun_jobs)})")
+    results = []
+    for name, (edit, extra) in EDITS.items():
+        edit(workdir)
+        seconds, log = snakemake(workdir, [*base, *extra, *size], workdir / f"{name}.log")
+        jobs = jobs_run(log)
+        print(f"{name} re-run: {seconds:.1f} s, {sum(jobs.values())} jobs ({describe(jobs)})")
+        heavy = sum(count for rule, count in jobs.items() if rule in HEAVY_RULES)
+        results.append((name, seconds / full_s, sum(jobs.values()), heavy))
+        if name == "lambda":  # back to the full run's config for the next edits
+            seconds, _ = snakemake(workdir, [*base, *size], workdir / "lambda-back.log")
 
-    noop_s, noop_log = snakemake(workdir, [*base, *overlay, *size], workdir / "noop.log")
+    noop_s, noop_log = snakemake(workdir, [*base, *size], workdir / "noop.log")
     noop_jobs = jobs_run(noop_log)
     print(
         f"no-op run (Snakemake start-up, DAG, file checks): {noop_s:.1f} s, "
         f"{sum(noop_jobs.values())} jobs"
     )
-    heavy = sum(count for rule, count in rerun_jobs.items() if rule in HEAVY_RULES)
-    return rerun_s / full_s, sum(rerun_jobs.values()), heavy
+    return results
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.workdir:
-        fraction, jobs, heavy = measure(args.workdir, args)
+        results = measure(args.workdir, args)
     else:
         with tempfile.TemporaryDirectory(prefix="zsar-rerun-") as tmp:
-            fraction, jobs, heavy = measure(Path(tmp), args)
-    print(f"rerun_fraction={fraction:.4f} rerun_jobs={jobs} heavy_jobs_rerun={heavy}")
+            results = measure(Path(tmp), args)
+    for name, fraction, jobs, heavy in results:
+        print(f"edit={name} rerun_fraction={fraction:.4f} rerun_jobs={jobs} "
+              f"heavy_jobs_rerun={heavy}")
     return 0
 
 

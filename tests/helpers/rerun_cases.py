@@ -1,0 +1,274 @@
+"""The edits of the README's "What re-runs when" table, as data.
+
+Each case is an edit of a finished run: what the edit is, the jobs a dry run must schedule
+afterwards (exactly: rule -> job count), and the outputs whose bytes must change once those
+jobs have run. tests/test_rerun.py checks every case; this file, run as a script, prints
+the README's table from the same cases, so the two cannot drift:
+
+    python tests/helpers/rerun_cases.py
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A second tiny backbone, so that an edit of one backbone can be seen to leave the other be.
+SECOND_BACKBONE = """  tiny-clip-b:
+    backend: open_clip
+    demo: true
+    family: CLIP (tiny, random init)
+    description: A second tiny CLIP, so that a test can edit one backbone of two.
+    build:
+      family: open_clip
+      seed: 1
+      model_cfg:
+        embed_dim: 32
+        vision_cfg: {image_size: 64, layers: 1, width: 32, head_width: 16, patch_size: 16}
+        text_cfg: {context_length: 32, vocab_size: 49408, width: 32, heads: 2, layers: 1}
+    preprocess: {interpolation: bicubic}
+"""
+RUN_ARGS = ["--configfile", "config/config.yaml", "run.yaml"]
+
+
+def prepare_demo(workdir: Path) -> None:
+    """The demo with two backbones and 2 clips per class (12 videos)."""
+    models = workdir / "config" / "models.yaml"
+    text = models.read_text().replace("backbones:\n", f"backbones:\n{SECOND_BACKBONE}", 1)
+    models.write_text(text)
+    (workdir / "run.yaml").write_text(
+        "backbones: [tiny-clip, tiny-clip-b]\ndemo_clips_per_class: 2\n"
+    )
+
+
+def prepare_benchmark(workdir: Path) -> None:
+    """A benchmark-like dataset under a data root inside the workdir (so that a copy of the
+    workdir is a copy of the data too): the demo's clips as a class-list split."""
+    from zsar.demo import generate_demo
+
+    generate_demo(workdir / "data" / "toy", clips_per_class=2, seed=0)
+    (workdir / "run.yaml").write_text(
+        "datasets: [toy]\n"
+        "dataset_specs:\n"
+        "  toy:\n"
+        "    adapter: ucf101\n"
+        '    annotations: "{data_root}/toy/annotations.txt"\n'
+        '    labels: "{data_root}/toy/labels.csv"\n'
+        '    video_root: "{data_root}/toy/videos"\n'
+        "    splits: [1]\n"
+        "allow_demo_models: true\n"
+        "captions: {captioner: none}\n"
+        "data_root: data\n"
+    )
+
+
+def _append(text: str) -> Callable[[Path], list[str]]:
+    def edit(workdir: Path) -> list[str]:
+        with open(workdir / "run.yaml", "a") as f:
+            f.write(text)
+        return []
+
+    return edit
+
+
+def _replace(relative: str, old: str, new: str) -> Callable[[Path], list[str]]:
+    def edit(workdir: Path) -> list[str]:
+        path = workdir / relative
+        text = path.read_text()
+        if old not in text:
+            raise AssertionError(f"{relative} no longer holds {old!r}: update this case")
+        path.write_text(text.replace(old, new))
+        return []
+
+    return edit
+
+
+def _touch_code(workdir: Path) -> list[str]:
+    """Rewrite every workflow script and library module with the same bytes, as a `git
+    checkout` of another branch and back does: new dates, same content."""
+    for path in [*workdir.glob("workflow/scripts/*.py"), *workdir.glob("src/zsar/*.py")]:
+        path.write_bytes(path.read_bytes())
+    return []
+
+
+def _batch_sizes_and_cores(workdir: Path) -> list[str]:
+    _append("captions: {batch_size: 2}\ndescriptors: {batch_size: 1}\n")(workdir)
+    return ["--cores", "1"]
+
+
+def _new_data_root(workdir: Path) -> list[str]:
+    import shutil
+
+    shutil.copytree(workdir / "data", workdir / "moved-data")
+    return ["--config", "data_root=moved-data"]
+
+
+def _video_removed(workdir: Path) -> list[str]:
+    (workdir / "data" / "toy" / "videos" / "sliding" / "sliding_1.mp4").unlink()
+    return []
+
+
+# Jobs that every edit which changes a score also re-runs: tables and report pages.
+REPORT = {"report_ablation": 1, "report_summary": 1, "report_tables_html": 1, "tables": 1}
+FRAMES = "results/demo/frames/tsn8_s256_q90/000-of-001.parquet"
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    edit: str  # the edit, as the README names it
+    apply: Callable[[Path], list[str]]  # edits a copy of the finished run; extra CLI args
+    schedules: dict[str, int]  # exactly what a dry run schedules then ("all" left out)
+    # (target to run, output whose bytes must differ from the finished run's): the re-run
+    # computes something new where it should.
+    changes: tuple[str, str] | None = None
+    fixture: str = "demo"  # "demo" (two backbones) or "benchmark" (a data root)
+    # Rules that run for real, for a case where a dry run cannot know (the checkpoint).
+    executes: frozenset[str] | None = None
+    not_executes: frozenset[str] = field(default_factory=frozenset)
+
+
+CASES: tuple[Case, ...] = (
+    Case(
+        "description",
+        "reword the `description:` of a backbone's registry entry",
+        _replace("config/models.yaml", "so that a test can edit one backbone of two.",
+                 "reworded."),
+        {},
+    ),
+    Case(
+        "touch",
+        "`touch` every workflow script and library module, or a `git checkout` that "
+        "rewrites them with the same bytes",
+        _touch_code,
+        {},
+    ),
+    Case(
+        "batch",
+        "change the captions' and descriptors' `batch_size`, or `--cores`",
+        _batch_sizes_and_cores,
+        {},
+    ),
+    Case(
+        "hierarchy_weight",
+        "change `scoring.weights.hierarchy`",
+        _append("scoring: {weights: {hierarchy: 0.9}}\n"),
+        {"score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
+         **REPORT},
+        ("results/demo/metrics/tiny-clip/+hierarchy.json",
+         "results/demo/scores/tiny-clip/+hierarchy.parquet"),
+    ),
+    Case(
+        "fusion",
+        "change `scoring.fusion`",
+        _append("scoring: {fusion: score}\n"),
+        {"score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
+         **REPORT},
+        ("results/demo/metrics/tiny-clip/+caption.json",
+         "results/demo/scores/tiny-clip/+caption.parquet"),
+    ),
+    Case(
+        "caption_tokens",
+        "change the captioner's `max_new_tokens`",
+        _append("captions: {max_new_tokens: 12}\n"),
+        {"caption_shard": 1, "gather_captions": 1, "embed_captions": 2, "failures": 1,
+         "score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2, **REPORT},
+        ("results/demo/captions/tiny-vlm.parquet", "results/demo/captions/tiny-vlm.parquet"),
+    ),
+    Case(
+        "templates",
+        "change a descriptor template (`descriptors.templates.attribute`)",
+        _append('descriptors: {templates: {attribute: "{class} with {text}"}}\n'),
+        {"embed_class_texts": 2, "score": 6, "explain": 6, "report_class_plots": 2,
+         "report_explanations": 2, **REPORT},
+        ("results/demo/embeddings/tiny-clip/classes-demo-curated.parquet",
+         "results/demo/embeddings/tiny-clip/classes-demo-curated.parquet"),
+    ),
+    Case(
+        "preprocessing",
+        "change one backbone's `preprocess:` (tiny-clip-b's interpolation)",
+        _replace("config/models.yaml", "preprocess: {interpolation: bicubic}",
+                 "preprocess: {interpolation: bilinear}"),
+        {"embed_videos": 1, "gather_video_embeddings": 1, "score": 5, "explain": 5,
+         "report_class_plots": 1, "report_explanations": 1, **REPORT},
+        ("results/demo/embeddings/tiny-clip-b/videos.parquet",
+         "results/demo/embeddings/tiny-clip-b/videos.parquet"),
+    ),
+    Case(
+        "embedding_code",
+        "change what the video-embedding code computes (zsar/embed.py)",
+        _replace("src/zsar/embed.py", "    mean = frames.mean(axis=0)",
+                 "    mean = frames[:1].mean(axis=0)"),
+        {"embed_videos": 2, "gather_video_embeddings": 2, "score": 10, "explain": 10,
+         "report_class_plots": 2, "report_explanations": 2, **REPORT},
+        ("results/demo/embeddings/tiny-clip/videos.parquet",
+         "results/demo/embeddings/tiny-clip/videos.parquet"),
+    ),
+    Case(
+        "frames_per_video",
+        "change `frames.num_frames`",
+        _append("frames: {num_frames: 4}\n"),
+        {"frames": 1, "caption_shard": 1, "gather_captions": 1, "embed_videos": 2,
+         "gather_video_embeddings": 2, "embed_captions": 2, "failures": 1, "score": 10,
+         "explain": 10, "report_class_plots": 2, "report_explanations": 2, **REPORT},
+        ("results/demo/embeddings/tiny-clip/videos.parquet",
+         "results/demo/embeddings/tiny-clip/videos.parquet"),
+    ),
+    Case(
+        "new_data_root",
+        "move a benchmark's videos and lists to another data root",
+        _new_data_root,
+        # A dry run cannot know yet that the moved videos are the same ones: it lists what
+        # hangs on the manifest; once the manifest has run, those jobs are planned again.
+        {"manifest": 1, "frames": 1, "embed_videos": 1, "gather_video_embeddings": 1,
+         "failures": 1, "score": 3, "explain": 3, "report_class_plots": 1,
+         "report_explanations": 1, **REPORT},
+        fixture="benchmark",
+        executes=frozenset({"manifest", "failures", "score", "explain", "report_class_plots",
+                            "report_explanations", *REPORT}),
+        not_executes=frozenset({"classes", "descriptors", "frames", "embed_videos",
+                                "gather_video_embeddings", "embed_class_names",
+                                "embed_class_texts", "fetch_model"}),
+    ),
+    Case(
+        "video_removed",
+        "delete a video from a benchmark's folder",
+        _video_removed,
+        {"manifest": 1, "frames": 1, "embed_videos": 1, "gather_video_embeddings": 1,
+         "failures": 1, "score": 3, "explain": 3, "report_class_plots": 1,
+         "report_explanations": 1, **REPORT},
+        ("results/toy/frames/tsn8_s256_q90/000-of-001.parquet",
+         "results/toy/frames/tsn8_s256_q90/000-of-001.parquet"),
+        fixture="benchmark",
+    ),
+)
+
+# Stages a reader scans the table for; the rest are grouped as "scores and report".
+HEAVY = ("manifest", "frames", "caption_shard", "descriptors", "embed_videos",
+         "embed_class_names", "embed_class_texts", "embed_captions", "fetch_model")
+SCORING = ("score", "explain")
+
+
+def describe(case: Case) -> str:
+    """What a case re-runs, in the README's words."""
+    jobs = case.executes if case.executes is not None else set(case.schedules)
+    if not jobs:
+        return "nothing"
+    counts = case.schedules
+    parts = [f"{rule} ({counts[rule]})" for rule in HEAVY if rule in jobs]
+    if "score" in jobs:
+        parts.append(f"{counts['score']} of the 10 scores and their explanations, tables, "
+                     "report" if case.fixture == "demo" else "the scores, tables, report")
+    return ", ".join(parts)
+
+
+def markdown_table() -> str:
+    lines = ["| edit | re-runs |", "|---|---|"]
+    lines += [f"| {case.edit} | {describe(case)} |" for case in CASES]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table())
