@@ -29,6 +29,21 @@ def naive_bootstrap_interval(correct, resamples, seed, level=0.95):
     return tuple(np.quantile(draws, [tail, 1 - tail]))
 
 
+def naive_stratified_interval(correct_a, correct_b, labels, resamples, seed, level=0.95):
+    """Reference: within each class, draw that class's video indices with replacement and
+    recount; the statistic is the mean over classes of b's accuracy minus a's (pass an
+    all-False a for b's own mean-class accuracy)."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    draws = np.zeros(resamples)
+    for c in classes:
+        a, b = correct_a[labels == c], correct_b[labels == c]
+        index = rng.integers(0, a.size, size=(resamples, a.size))
+        draws += b[index].mean(axis=1) - a[index].mean(axis=1)
+    tail = (1 - level) / 2
+    return tuple(np.quantile(draws / classes.size, [tail, 1 - tail]))
+
+
 def bernoulli_runs(seed: int, n: int, p: float, trials: int):
     data = np.random.default_rng(seed)
     return [data.random(n) < p for _ in range(trials)]
@@ -122,6 +137,37 @@ def test_count_draws_give_the_same_interval_as_resampling_indices():
     slow = naive_bootstrap_interval(correct, resamples=20000, seed=2)
     # Both are Monte Carlo estimates of the same quantiles (the grid step is 1/300).
     assert fast == pytest.approx(slow, abs=0.005)
+
+
+def stratified_example():
+    # 40 classes of 6 or 10 videos, so that many share (size, count) and the module
+    # merges them into single draws; the reference draws every video.
+    data = np.random.default_rng(8)
+    labels = np.repeat(np.arange(40), data.choice([6, 10], 40))
+    accuracy = data.uniform(0.2, 0.9, 40)[labels]
+    a = data.random(labels.size) < accuracy
+    b = a.copy()
+    flip = data.random(labels.size) < 0.15
+    b[flip] = ~b[flip]
+    index, weights = stats.strata(labels.size, labels=labels)
+    sizes = np.bincount(index)
+    merged = stats.merge_identical_strata(sizes, weights, np.bincount(index, weights=b))
+    assert merged[-1].max() > 1 and merged[-1].sum() == 40
+    return a, b, labels
+
+
+def test_stratified_count_draws_match_resampling_within_classes():
+    a, b, labels = stratified_example()
+    fast = stats.bootstrap_mean_class_ci(b, labels, resamples=20000, seed=1)
+    slow = naive_stratified_interval(np.zeros_like(b), b, labels, resamples=20000, seed=2)
+    assert fast == pytest.approx(slow, abs=0.004)
+
+
+def test_paired_stratified_count_draws_match_resampling_pairs_within_classes():
+    a, b, labels = stratified_example()
+    result = stats.paired_difference(a, b, labels=labels, resamples=20000, seed=1)
+    slow = naive_stratified_interval(a, b, labels, resamples=20000, seed=2)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx(slow, abs=0.004)
 
 
 def test_interval_width_shrinks_like_one_over_root_n():
