@@ -288,6 +288,18 @@ def test_a_demo_sized_gain_is_not_significant():
     assert not record["significant"]
 
 
+def test_the_exact_test_decides_where_the_bootstrap_interval_is_too_narrow():
+    # The demo's +caption: 4 videos gained, none lost, of 24. No resample can show a loss
+    # and (20/24)^24 = 1.3% < 2.5% of them draw none of the 4, so the percentile interval
+    # excludes zero; the exact test (p = 2/16) does not, and nothing is marked.
+    a, b = paired_videos(both=3, only_a=0, only_b=4, neither=17)
+    result = stats.paired_difference(a, b)
+    assert result["ci_low"] > 0
+    assert result["mcnemar_p"] == 2 / 16
+    [record] = stats.compare_runs({"baseline": a, "+caption": b}, [("baseline", "+caption")])
+    assert not record["significant"]
+
+
 def test_paired_interval_covers_the_true_difference():
     data = np.random.default_rng(21)
     covered = []

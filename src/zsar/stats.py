@@ -40,6 +40,12 @@ favouring a is Binomial(only_a + only_b, 1/2). Where several comparisons are rep
 together, their p-values are adjusted with Holm's step-down method, and a difference is
 called significant only when the adjusted p is below alpha and the (per-comparison)
 interval excludes zero, so a marked gain never sits beside an interval that crosses 0.
+
+Why the test decides, not the interval alone: with few discordant videos the percentile
+bootstrap is too narrow. In the demo (24 videos) `+caption` gets 4 videos right that
+baseline gets wrong and loses none; no resample can then show a loss, and only 1.3% of
+resamples ((20/24)**24) draw none of the 4, so the 95% interval is [+4.2, +33.3] points
+although the exact p is 0.125. The exact test has no such floor.
 """
 
 from __future__ import annotations
