@@ -457,3 +457,49 @@ def test_interval_method_names_what_was_done():
     method = stats.interval_method(resamples=500, seed=3)
     assert method["resamples"] == 500 and method["seed"] == 3 and method["level"] == 0.95
     assert "bootstrap" in method["method"] and "Holm" in method["multiple_comparisons"]
+
+
+# --- Record shapes for the score and compare rules -------------------------------------
+
+
+def two_split_runs():
+    data = np.random.default_rng(31)
+    splits = np.repeat([1, 2], 300)
+    labels = np.tile(np.arange(10), 60)
+    base = data.random(600) < 0.4
+    full = base | (data.random(600) < 0.3)
+    return splits, labels, base, full
+
+
+def test_accuracy_intervals_shaped_like_the_metrics_json():
+    splits, labels, top1, _ = two_split_runs()
+    top5 = top1 | (np.random.default_rng(1).random(600) < 0.5)
+    out = stats.accuracy_intervals(top1, top5, labels, splits)
+    assert sorted(out) == ["mean", "splits"] and sorted(out["splits"]) == ["1", "2"]
+    first = top1[:300]
+    assert out["splits"]["1"]["top1"] == list(stats.bootstrap_accuracy_ci(first))
+    assert out["splits"]["1"]["mean_class"] == list(
+        stats.bootstrap_mean_class_ci(first, labels[:300])
+    )
+    for key in ("top1", "top5", "mean_class"):
+        low, high = out["mean"][key]
+        point = stats.weighted_accuracy(
+            top5 if key == "top5" else top1, splits, labels if key == "mean_class" else None
+        )
+        assert low <= point <= high
+    # The mean over two splits of 300 is surer than either split.
+    width = np.diff(out["mean"]["top1"])[0]
+    assert width < np.diff(out["splits"]["1"]["top1"])[0]
+    assert json.dumps(out) == json.dumps(stats.accuracy_intervals(top1, top5, labels, splits))
+
+
+def test_ablation_comparisons_holm_per_metric_and_no_test_for_mean_class():
+    splits, labels, base, full = two_split_runs()
+    top1 = {"baseline": base, "full": full}
+    out = stats.ablation_comparisons(top1, top1, labels, splits, [("baseline", "full")])
+    assert out["pairs"] == [["baseline", "full"]]
+    [record] = out["top1"]
+    assert record["significant"] and record["difference"] > 0.1
+    [mean_class] = out["mean_class"]
+    assert "significant" not in mean_class and "mcnemar_p" not in mean_class
+    assert mean_class["ci_low"] <= mean_class["difference"] <= mean_class["ci_high"]

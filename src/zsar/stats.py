@@ -228,6 +228,39 @@ def weighted_accuracy(
     return float((_counts(index, correct, weights.size) / sizes) @ weights)
 
 
+def accuracy_intervals(
+    top1: np.ndarray,
+    topk: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    topk_key: str = "top5",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+) -> dict[str, Any]:
+    """The intervals of one run, shaped like its metrics JSON: per split and for the mean
+    over splits, [low, high] of top-1, top-k and mean-class accuracy (fractions)."""
+    top1, topk = _check_hits("top1", top1), _check_hits("topk", topk)
+    labels, splits = np.asarray(labels), np.asarray(splits)
+    options = {"resamples": resamples, "seed": seed, "level": level}
+
+    def three(mask: np.ndarray, by_split: np.ndarray | None) -> dict[str, list[float]]:
+        return {
+            "top1": list(bootstrap_ci(top1[mask], splits=by_split, **options)),
+            topk_key: list(bootstrap_ci(topk[mask], splits=by_split, **options)),
+            "mean_class": list(
+                bootstrap_ci(top1[mask], splits=by_split, labels=labels[mask], **options)
+            ),
+        }
+
+    every = np.ones(top1.size, bool)
+    return {
+        "splits": {str(s): three(splits == s, None) for s in np.unique(splits).tolist()},
+        "mean": three(every, splits),
+    }
+
+
 # ---------------------------------------------------------------------------
 # Two runs on the same videos: paired bootstrap and McNemar's exact test.
 # ---------------------------------------------------------------------------
@@ -400,6 +433,36 @@ def compare_runs(
         record["mcnemar_p_holm"] = p
         record["significant"] = bool(p < alpha and excludes_zero)
     return records
+
+
+def ablation_comparisons(
+    top1: Mapping[str, np.ndarray],
+    topk: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    splits: np.ndarray,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    topk_key: str = "top5",
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    level: float = DEFAULT_LEVEL,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict[str, Any]:
+    """Every pair compared on top-1, top-k and mean-class accuracy (means over splits).
+
+    Holm adjusts each metric's comparisons together (one pivot table's worth). McNemar's
+    test is on per-video hits, so it tests top-1 and top-k; the mean-class records carry
+    the difference and its stratified interval only, and no significance.
+    """
+    options = {"resamples": resamples, "seed": seed, "level": level, "alpha": alpha}
+    mean_class = compare_runs(top1, pairs, splits=splits, labels=labels, **options)
+    untested = ("mcnemar_p", "mcnemar_p_holm", "significant")
+    return {
+        "pairs": [list(pair) for pair in pairs],
+        "top1": compare_runs(top1, pairs, splits=splits, **options),
+        topk_key: compare_runs(topk, pairs, splits=splits, **options),
+        "mean_class": [{k: v for k, v in r.items() if k not in untested} for r in mean_class],
+    }
 
 
 def align(keys_a: Sequence[Any], keys_b: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
