@@ -9,8 +9,10 @@ On synthetic data of a large benchmark's size (by default 20,000 videos x 400 cl
     for the top-5 that the scores Parquet holds. Building the Parquet rows and writing
     the files are left out, which makes the scoring step look cheaper than it is and the
     overhead larger;
-(b) statistics, from what the scores Parquet holds (top-5 class ids and true labels):
-    per variant, the intervals of top-1, top-5 and mean-class accuracy; the paired
+(b) statistics, from what the scores Parquet holds (top-5 class ids and true labels),
+    through `zsar.stats.accuracy_intervals`, `ablation_comparisons` and
+    `per_class_gains`: per variant, the intervals of top-1, top-5 and mean-class
+    accuracy (per split and for the mean over splits; one split here); the paired
     comparisons of the ablation (each variant against baseline, full against each
     single-component variant) for top-1, top-5 and mean-class, Holm-adjusted; the
     per-class gains of each variant against baseline.
@@ -116,24 +118,18 @@ def all_statistics(
     resamples: int,
     seed: int,
 ) -> dict:
-    """Everything the issue asks for, from the top-k ids and labels the Parquet holds."""
+    """Everything the issue asks for, from the top-k ids and labels the Parquet holds,
+    through the helpers the score and compare rules would call."""
+    splits = np.ones(labels.size, np.int64)
     top1 = {name: r[:, 0] == labels for name, r in ranked.items()}
     top5 = {name: (r == labels[:, None]).any(axis=1) for name, r in ranked.items()}
     options = {"resamples": resamples, "seed": seed}
     intervals = {
-        name: {
-            "top1": stats.bootstrap_accuracy_ci(top1[name], **options),
-            "top5": stats.bootstrap_accuracy_ci(top5[name], **options),
-            "mean_class": stats.bootstrap_mean_class_ci(top1[name], labels, **options),
-        }
+        name: stats.accuracy_intervals(top1[name], top5[name], labels, splits, **options)
         for name in ranked
     }
     pairs = stats.comparison_pairs({name: (name, None) for name in ranked})
-    comparisons = {
-        "top1": stats.compare_runs(top1, pairs, **options),
-        "top5": stats.compare_runs(top5, pairs, **options),
-        "mean_class": stats.compare_runs(top1, pairs, labels=labels, **options),
-    }
+    comparisons = stats.ablation_comparisons(top1, top5, labels, splits, pairs, **options)
     gains = {
         name: stats.per_class_gains(top1["baseline"], top1[name], labels, class_names)
         for name in ranked
@@ -173,7 +169,7 @@ def main(argv=None) -> None:
             flush=True,
         )
     for name, (_, metrics) in results.items():
-        low, high = out["intervals"][name]["top1"]
+        low, high = out["intervals"][name]["mean"]["top1"]
         print(
             f"{name:>13}: top1 {100 * metrics['top1']:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
             f" top5 {100 * metrics['top5']:.1f} mean_class {100 * metrics['mean_class']:.1f}"
