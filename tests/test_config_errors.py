@@ -21,7 +21,7 @@ def failed_run(workdir, *args):
 
 def test_unknown_key(workdir):
     out = failed_run(workdir, "--config", "bogus_key=1")
-    assert "unknown key bogus_key; allowed here: backbones, captions," in out
+    assert "unknown key bogus_key; allowed here: allow_demo_models, backbones, captions," in out
 
 
 def test_wrong_type(workdir):

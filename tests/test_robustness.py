@@ -182,6 +182,7 @@ def overlay(root: Path, path: Path) -> list[str]:
         f"    labels: {root / 'labels.csv'}\n"
         f"    video_root: {root / 'videos'}\n"
         "    splits: [1]\n"
+        "allow_demo_models: true\n"
         f"scoring:\n  variants: [{', '.join(RUNS)}]\n",
         encoding="utf-8",
     )
