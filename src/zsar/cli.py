@@ -10,6 +10,8 @@ import sys
 # name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
+    "descriptors": ("zsar.descriptor_files",
+                    "import descriptor files published elsewhere; export ours as CuPL JSON"),
     "models": ("zsar.backbones", "list the model registry with family, source and preprocessing"),
     "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
 }
