@@ -263,6 +263,16 @@ def test_hierarchy_from_lists_strings_and_rows_and_first_source_wins(tmp_path):
     assert any("'YoYo'" in w and "first source" in w for w in result.warnings())
 
 
+def test_a_hierarchy_of_leaves_naming_their_class_is_not_read_as_cupl(tmp_path):
+    leaves = write(tmp_path, "leaves.json", json.dumps(
+        {"YoYo": ["yo-yo"], "ApplyEyeMakeup": ["apply eye makeup"]}))
+    result, doc = import_to(tmp_path, [f.Source("hierarchy", str(leaves))])
+    assert result.sources[0].format == "json-names"
+    assert doc["classes"]["YoYo"]["hierarchy"] == ["yo-yo"]
+    _, as_descriptions = import_to(tmp_path, [f.Source("descriptions", str(leaves))])
+    assert as_descriptions["classes"]["YoYo"]["verbatim"] == ["descriptions"]
+
+
 def test_cupl_and_template_texts_of_one_kind_are_refused(tmp_path):
     cupl = write(tmp_path, "c.json", json.dumps({"YoYo": ["A yo yo spins on its string."]}))
     plain = write(tmp_path, "p.json", json.dumps({"YoYo": "It spins."}))
@@ -270,7 +280,7 @@ def test_cupl_and_template_texts_of_one_kind_are_refused(tmp_path):
         import_to(tmp_path, [f.Source("descriptions", str(cupl)),
                              f.Source("descriptions", str(plain))])
     with pytest.raises(f.DescriptorFileError, match="not hierarchy levels"):
-        import_to(tmp_path, [f.Source("hierarchy", str(cupl))])
+        import_to(tmp_path, [f.Source("hierarchy", str(cupl), "cupl")])
 
 
 def test_uncovered_classes_fall_back_with_a_reason(tmp_path):

@@ -21,9 +21,12 @@ CuPL prompts are whole sentences that already name the class ("a video of a pers
 handstand pushups, ..."), so the workflow must embed them as they are; the workflow's
 templates ("{class}: {text}") would name the class twice. The rule: a name-keyed JSON whose
 values are all lists, and in which at least `CUPL_MENTION_SHARE` of the texts contain every
-word of their own key, is CuPL. Its texts are stored as ordinary descriptor texts of KIND and
-the record lists KIND under `verbatim`, which tells `descriptor_texts` to skip the template.
-All other formats hold texts for the template, as an LLM's answer does.
+word of their own key, is read as CuPL (so is any such file of sentences that name their
+class: what matters is that the template would repeat the name). Its texts are stored as
+ordinary descriptor texts of KIND and the record lists KIND under `verbatim`, which tells
+`descriptor_texts` to skip the template. All other formats hold texts for the template, as
+an LLM's answer does. A hierarchy source is never read as CuPL unless forced (and then
+refused): its one-level paths would look like prompts naming their class.
 
 Names are matched to the label list exactly first, then on `name_key` (letters and digits
 only, case-folded: case, spaces, underscores, hyphens, CamelCase and punctuation do not
@@ -258,10 +261,13 @@ def names_class(name: str, text: str) -> bool:
     return all(w in compact for w in words)
 
 
-def detect_json_format(obj: Mapping[str, Any], entries: Sequence[Entry]) -> str:
+def detect_json_format(obj: Mapping[str, Any], entries: Sequence[Entry],
+                       prompts_allowed: bool = True) -> str:
+    """json-index, cupl or json-names; never cupl where prompts make no sense (a hierarchy,
+    whose one-level paths would otherwise read as prompts naming their class)."""
     if all(_INDEX.fullmatch(key.strip()) for key in obj):
         return "json-index"
-    if all(isinstance(value, list) for value in obj.values()):
+    if prompts_allowed and all(isinstance(value, list) for value in obj.values()):
         pairs = [(e.key, t) for e in entries for t in e.texts]
         mentions = sum(names_class(key, text) for key, text in pairs)
         if pairs and mentions >= CUPL_MENTION_SHARE * len(pairs):
@@ -273,7 +279,8 @@ def detect_csv_format(entries: Sequence[Entry]) -> str:
     return "csv-index" if all(_INDEX.fullmatch(e.key) for e in entries) else "csv-names"
 
 
-def parse_source_text(text: str, where: str, fmt: str | None = None) -> ParsedSource:
+def parse_source_text(text: str, where: str, fmt: str | None = None,
+                      prompts_allowed: bool = True) -> ParsedSource:
     """Entries of a descriptor file, in file order, in its recognised (or forced) format."""
     if fmt is not None and fmt not in FORMATS:
         raise DescriptorFileError(f"{where}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -284,7 +291,7 @@ def parse_source_text(text: str, where: str, fmt: str | None = None) -> ParsedSo
     if family == "json":
         obj = load_json_object(text, where)
         entries = json_entries(obj, where)
-        fmt = fmt or detect_json_format(obj, entries)
+        fmt = fmt or detect_json_format(obj, entries, prompts_allowed)
     else:
         entries = csv_entries(text, where)
         fmt = fmt or detect_csv_format(entries)
@@ -589,7 +596,8 @@ def read_source(source: Source, classes: LabelClasses) -> MatchedSource:
         data = path.read_bytes()
     except OSError as err:
         raise DescriptorFileError(f"{path}: cannot read ({err.strerror or err})") from None
-    parsed = parse_source_text(decode_text(data, str(path)), str(path), source.format)
+    parsed = parse_source_text(decode_text(data, str(path)), str(path), source.format,
+                               prompts_allowed=source.kind != "hierarchy")
     match = match_source(parsed, classes, str(path))
     return MatchedSource(source, parsed.format, hashlib.sha256(data).hexdigest(),
                          len(parsed.entries), match)
