@@ -146,6 +146,9 @@ def test_csv_without_header_with_bom_quotes_and_a_row_per_text(tmp_path):
     assert classes["brush hair"]["attributes"] == ["comb, then brush"]
     assert classes["YoYo"]["fallback"] is True
     assert result.summary_line() == "classes=4 matched=3 fallbacks=1"
+    assert result.warnings() == [
+        f"{source}: 1 class(es) are named in more than one spelling, e.g. 'Apply Eye Makeup', "
+        "'apply_eye_makeup'; their texts are concatenated"]
 
 
 def test_csv_with_header_and_index_keyed_csv(tmp_path):

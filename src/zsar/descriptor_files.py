@@ -652,11 +652,12 @@ class ImportResult:
                 shown = ", ".join(repr(n) for n in s.match.unmatched[:NAMES_SHOWN])
                 lines.append(f"{s.source.path}: {len(s.match.unmatched)} name(s) match no class "
                              f"and are skipped, e.g. {shown}")
-            for raw, hows in s.match.how.items():
-                if len({h['name'] for h in hows}) > 1:
-                    names = ", ".join(repr(h["name"]) for h in hows)
-                    lines.append(f"{s.source.path}: {names} all match class {raw!r}; "
-                                 "their texts are concatenated")
+            spelt = [[h["name"] for h in hows] for hows in s.match.how.values()
+                     if len({h["name"] for h in hows}) > 1]
+            if spelt:
+                lines.append(f"{s.source.path}: {len(spelt)} class(es) are named in more than "
+                             f"one spelling, e.g. {', '.join(map(repr, spelt[0]))}; their texts "
+                             "are concatenated")
         for raw, paths in self.report.conflicts.items():
             lines.append(f"class {raw!r}: a later hierarchy source gives another path "
                          f"({'; '.join(paths)}); the first source's path is kept")
