@@ -462,6 +462,24 @@ def kinetics_clip_name(youtube_id: str, start: int, end: int) -> str:
     return f"{youtube_id}_{start:06d}_{end:06d}.mp4"
 
 
+# A YouTube id may itself hold "_" and digits, so the two numbers are taken from the right.
+_KINETICS_CLIP = re.compile(r"(?P<youtube_id>.+)_(?P<start>\d+)(?:\.0+)?_(?P<end>\d+)(?:\.0+)?")
+
+
+def kinetics_clip_key(video_id: str) -> str:
+    """One spelling of a Kinetics clip however it is written: folders, a video extension and
+    zero padding dropped ("val/abc_000010_000020.mp4" and "abc_10_20" -> "abc_10_20").
+    An id that is not `<youtube id>_<start>_<end>` keeps its file name without extension."""
+    name = video_id.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    stem, dot, suffix = name.rpartition(".")
+    if dot and f".{suffix.lower()}" in VIDEO_EXTENSIONS:
+        name = stem
+    match = _KINETICS_CLIP.fullmatch(name)
+    if match is None:
+        return name
+    return f"{match['youtube_id']}_{int(match['start'])}_{int(match['end'])}"
+
+
 def parse_kinetics_csv(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
     problem = sniff_kinetics_csv(path)
     if problem:

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from zsar.adapters import kinetics_clip_key
 from zsar.frames import decode_jpegs, iter_shard_batches
 from zsar.io import ParquetStreamWriter, failures_table, write_parquet
 from zsar.provenance import provenance
@@ -487,15 +488,20 @@ def make_openai_captioner(entry, resources, device, prompts, max_new_tokens, bat
 
 
 # How ids of an imported file are matched to video_ids: exactly, or by file stem, for caption
-# files keyed by e.g. "abc_000001_000011" where the manifest says "val/abc_000001_000011.mp4".
+# files keyed by e.g. "abc_000001_000011" where the manifest says "val/abc_000001_000011.mp4",
+# or as Kinetics clips, whose published caption files also drop the zero padding ("abc_1_11").
+# The key is applied to the file's ids and to the video ids alike.
 ID_KEYS: dict[str, Callable[[str], str]] = {
     "video_id": lambda vid: vid,
     "stem": lambda vid: PurePosixPath(vid).stem,
+    "kinetics": kinetics_clip_key,
 }
+# A caption file that matches less than this share of a shard's videos is the wrong file.
+DEFAULT_MIN_MATCH = 0.5
 
 
 def _read_csv(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is dropped
         reader = csv.DictReader(handle)
         missing = {id_col, caption_col} - set(reader.fieldnames or [])
         if missing:
@@ -505,7 +511,7 @@ def _read_csv(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]
 
 
 def _read_json(path: Path, id_col: str, caption_col: str) -> list[tuple[str, str]]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     if path.suffix == ".jsonl":
         data: Any = [json.loads(line) for line in text.splitlines() if line.strip()]
     else:
@@ -550,6 +556,32 @@ def read_caption_file(path: str | Path, id_column: str = "video_id",
     return mapping
 
 
+def key_captions(captions: Mapping[str, str], key: Callable[[str], str],
+                 source: str | Path) -> dict[str, str]:
+    """The file's captions under the match key; two ids with one key are an error."""
+    keyed: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for vid, caption in captions.items():
+        k = key(vid)
+        if k in keyed:
+            raise ValueError(f"{source}: ids '{first[k]}' and '{vid}' are the same video "
+                             f"('{k}') under this match rule")
+        keyed[k], first[k] = caption, vid
+    return keyed
+
+
+def check_match_share(matched: int, videos: int, min_match: float, source: str | Path,
+                      match: str) -> None:
+    """Stop when a caption file matches too few videos: it is almost certainly the wrong file."""
+    if videos and matched < min_match * videos:
+        raise ValueError(
+            f"caption file {source} matches {matched} of {videos} videos "
+            f"({matched / videos:.0%}), less than min_match {min_match:.0%}: it is almost "
+            f"certainly the wrong file for this dataset (ids matched by '{match}'; try "
+            f"match: kinetics or stem, or lower min_match)"
+        )
+
+
 @dataclass
 class ImportReport:
     matched: int
@@ -589,8 +621,14 @@ class FileCaptioner(Captioner):
             raise ValueError(f"captioner '{entry.get('name')}': match must be one of "
                              f"{sorted(ID_KEYS)}, not '{match}'")
         self.key = ID_KEYS[match]
-        self.captions = read_caption_file(self.path, entry.get("id_column", "video_id"),
-                                          entry.get("caption_column", "caption"))
+        self.match = match
+        self.min_match = float(entry.get("min_match", DEFAULT_MIN_MATCH))
+        if not 0.0 <= self.min_match <= 1.0:
+            raise ValueError(f"captioner '{entry.get('name')}': min_match must be in [0, 1], "
+                             f"not {entry.get('min_match')!r}")
+        captions = read_caption_file(self.path, entry.get("id_column", "video_id"),
+                                     entry.get("caption_column", "caption"))
+        self.captions = key_captions(captions, self.key, self.path)
         self.prompt_version = str(entry.get("prompt_version", "external"))
         self.generation_params = {"backend": "file", "source": self.path.name, "match": match}
         self._seen: list[str] = []
@@ -617,6 +655,8 @@ class FileCaptioner(Captioner):
         if report.unused:
             logger.info("ids in the file not in this shard, e.g.: %s",
                         ", ".join(report.unused[:10]))
+        logger.info("videos=%d matched=%d", len(self._seen), report.matched)
+        check_match_share(report.matched, len(self._seen), self.min_match, self.path, self.match)
 
 
 def make_file_captioner(entry, resources, device, prompts, max_new_tokens, batch_size):

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("zsar.config", "print the effective config: files merged, defaults filled in"),
     "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
+    "descriptors": ("zsar.descriptor_files",
+                    "import descriptor files published elsewhere; export ours as CuPL JSON"),
     "models": ("zsar.registry", "list the model registry with family, source and preprocessing"),
     "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
 }

@@ -306,6 +306,8 @@ class StageSettings:
     repair_attempts: int
     resources: str
     device: str
+    # The stage's classes.parquet: imported sources keyed by class index need its order.
+    classes_path: str | None = None
 
 
 def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -468,6 +470,10 @@ def llm_backend(make_completer: Callable[[Mapping[str, Any], StageSettings], Com
     return describe
 
 
+# The top-level keys of a descriptors document (schemas/descriptors.schema.json).
+DOCUMENT_KEYS = frozenset({"llm", "prompt_version", "provenance", "classes", "summary"})
+
+
 def load_curated(path: str | Path) -> tuple[str | None, dict[str, Any]]:
     """(version, class name -> entry) from a curated YAML or JSON file.
 
@@ -479,11 +485,32 @@ def load_curated(path: str | Path) -> tuple[str | None, dict[str, Any]]:
         raise ValueError(f"{path}: expected a mapping of class names to descriptors")
     if "classes" in data and set(data) <= {"version", "classes"}:
         return (str(data["version"]) if "version" in data else None), dict(data["classes"])
+    # A descriptors document: `zsar descriptors import` output, or another run's descriptors.
+    if "classes" in data and set(data) <= DOCUMENT_KEYS and isinstance(data["classes"], dict):
+        return str(data.get("prompt_version") or "") or None, dict(data["classes"])
     return None, data
 
 
+def check_curated_entry(entry: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A curated entry: an answer (checked like an LLM's), or a whole record as a descriptors
+    document holds it (an imported one, or a fallback), checked and kept as it is."""
+    if isinstance(entry, dict) and "fallback" in entry:
+        errors = _schema_errors(entry, "class_record")
+        if errors:
+            return None, _truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
+        return dict(entry), None
+    return check_answer(entry)
+
+
 def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], settings):
-    """Curated descriptors; a class that is missing or invalid falls back, naming the file."""
+    """Curated descriptors; a class that is missing or invalid falls back, naming the file.
+
+    An entry with `sources:` (KIND=PATH files made elsewhere) imports them here instead.
+    """
+    if entry.get("sources"):
+        from zsar.descriptor_files import describe_from_sources
+
+        return describe_from_sources(entry, classes, settings)
     path = Path(entry["path"])
     version, curated = load_curated(path)
     records, used = {}, set()
@@ -495,7 +522,7 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
             records[cls.raw] = fallback_record(reason)
             continue
         used.add(key)
-        record, error = check_answer(curated[key])
+        record, error = check_curated_entry(curated[key])
         if record is None:
             reason = f"the entry for class '{cls.raw}' in {path} is invalid: {error}"
             logger.warning("%s; it falls back to its name", reason)
@@ -509,8 +536,13 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
 
 
 # backend name -> describe(entry, classes, settings) -> (records, prompt_version, generation)
-def _curated_file(entry: Mapping[str, Any]) -> list[str]:
-    return [entry["path"]]
+def _curated_files(entry: Mapping[str, Any]) -> list[str]:
+    """The curated file, or every imported source file (zsar.descriptor_files)."""
+    if not entry.get("sources"):
+        return [entry["path"]]
+    from zsar.descriptor_files import Source
+
+    return [Source.from_entry(item).path for item in entry["sources"]]
 
 
 # backend -> describe(entry, classes, settings) -> (records, prompt_version, generation), with
@@ -520,7 +552,7 @@ BACKENDS: dict[str, Backend] = {
                             uses_gpu=True),
     "openai": Backend(llm_backend(openai_completer), fetches_weights=False, uses_gpu=False),
     "file": Backend(describe_from_file, fetches_weights=False, uses_gpu=False,
-                    input_files=_curated_file),
+                    input_files=_curated_files),
 }
 
 
@@ -565,6 +597,7 @@ def run_descriptor_stage(
         repair_attempts=int(repair_attempts),
         resources=str(resources),
         device=device,
+        classes_path=str(classes_path),
     )
     logger.info("descriptors for %d classes with llm '%s' (backend %s)",
                 len(classes), entry["name"], backend_name)

@@ -98,13 +98,19 @@ def descriptor_texts(
     Each text goes into its kind's template, with {class} the class's display name and
     {text} the text ("{class}, which involves {text}", "{class}: {text}"); the hierarchy is
     one text, its levels joined root to leaf ("sports → ball sports → basketball"). A
-    fallback class has no descriptor texts: every list is empty.
+    fallback class has no descriptor texts: every list is empty. The fields a record lists
+    under `verbatim` (imported CuPL prompts, which already name their class) are embedded as
+    they are, without the template.
     """
+    verbatim = set(record.get("verbatim") or ())
+
+    def sentence(kind: str, text: str) -> str:
+        if KINDS[kind].field in verbatim:
+            return text
+        return templates[kind].replace("{class}", class_display).replace("{text}", text)
+
     return {
-        kind: [
-            templates[kind].replace("{class}", class_display).replace("{text}", text)
-            for text in KINDS[kind].texts(record)
-        ]
+        kind: [sentence(kind, text) for text in KINDS[kind].texts(record)]
         for kind in DESCRIPTOR_KINDS
     }
 
