@@ -34,6 +34,21 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
 
 
+# Said again at the end, where a reader of a long run's log looks first.
+onsuccess:
+    if PREFLIGHT is not None and PREFLIGHT.warnings:
+        print(
+            "\n".join(f"WARNING: {w}" for w in PREFLIGHT.warnings), file=sys.stderr
+        )
+
+
+onerror:
+    if PREFLIGHT is not None and PREFLIGHT.warnings:
+        print(
+            "\n".join(f"WARNING: {w}" for w in PREFLIGHT.warnings), file=sys.stderr
+        )
+
+
 rule all:
     default_target: True
     input:

@@ -13,10 +13,12 @@ into `failures.parquet`, because the manifest is what defines "missing".
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,23 +63,98 @@ def video_path(video_root: str | None, video_id: str) -> str:
     return os.path.join(video_root, video_id) if video_root else video_id
 
 
+# How a listed video was found under the video root (VideoIndex.locate).
+AS_LISTED = "at the listed path"
+BY_NAME = "by file name, in another folder"
+BY_STEM = "by file name, with another extension"
+
+
+def _folder_key(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """Every file under a video root, listed once, to find a listed video whatever the layout.
+
+    Benchmarks unpack in more than one way: UCF101's lists name `v_ApplyEyeMakeup_g01_c01.avi`
+    while its archive puts it in `ApplyEyeMakeup/`; HMDB51 and Kinetics are often kept in
+    class folders too; a re-encoded copy may be .mp4 where the list says .avi. A video is
+    looked for at its listed path, then by its file name anywhere below the root, then by
+    its name with another video extension; where one name is in several folders, the folder
+    named like the video's class wins, and otherwise the video counts as missing.
+    """
+
+    root: str | None
+    files: frozenset[str]
+    by_name: Mapping[str, tuple[str, ...]]
+    by_stem: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def scan(cls, root: str | None) -> VideoIndex:
+        files: list[str] = []
+        if root and os.path.isdir(root):
+            for folder, dirs, names in os.walk(root, followlinks=True):
+                dirs.sort()
+                rel = os.path.relpath(folder, root)
+                files += [n if rel == "." else f"{Path(rel).as_posix()}/{n}" for n in sorted(names)]
+        by_name: dict[str, list[str]] = {}
+        by_stem: dict[str, list[str]] = {}
+        for rel in files:
+            name = rel.rsplit("/", 1)[-1]
+            by_name.setdefault(name, []).append(rel)
+            stem, dot, ext = name.rpartition(".")
+            if dot and f".{ext.lower()}" in adapters.VIDEO_EXTENSIONS:
+                by_stem.setdefault(stem, []).append(rel)
+        return cls(
+            root,
+            frozenset(files),
+            {k: tuple(v) for k, v in by_name.items()},
+            {k: tuple(v) for k, v in by_stem.items()},
+        )
+
+    def locate(self, video_id: str, label: str) -> tuple[str | None, str | None]:
+        """(path relative to the root, how it was found), or (None, None)."""
+        listed = Path(video_id).as_posix()
+        if listed in self.files:
+            return listed, AS_LISTED
+        name = listed.rsplit("/", 1)[-1]
+        found = _one_of(self.by_name.get(name, ()), label)
+        if found:
+            return found, BY_NAME
+        stem = name.rpartition(".")[0] or name
+        found = _one_of(self.by_stem.get(stem, ()), label)
+        return (found, BY_STEM) if found else (None, None)
+
+
+def _one_of(candidates: tuple[str, ...], label: str) -> str | None:
+    if len(candidates) == 1:
+        return candidates[0]
+    in_class_folder = [c for c in candidates
+                       if "/" in c and _folder_key(c.rsplit("/", 2)[-2]) == _folder_key(label)]
+    return in_class_folder[0] if len(in_class_folder) == 1 else None
+
+
 def manifest_rows(
     split: int,
     parsed: adapters.SplitAnnotations,
-    video_root: str | None,
-    exists: Callable[[str], bool],
+    index: VideoIndex,
+    found_how: collections.Counter | None = None,
 ) -> list[dict[str, Any]]:
-    return [
-        {
+    rows = []
+    for video in parsed.videos:
+        found, how = index.locate(video.video_id, video.label)
+        if found_how is not None:
+            found_how[how or "missing"] += 1
+        rows.append({
             "video_id": video.video_id,
-            "path": video_path(video_root, video.video_id),
+            "path": video_path(index.root, found or video.video_id),
             "label": video.label,
             "class_id": video.class_id,
             "split": split,
-            "exists": bool(video_root) and exists(video_path(video_root, video.video_id)),
-        }
-        for video in parsed.videos
-    ]
+            "exists": found is not None,
+        })
+    return rows
 
 
 def class_rows(
@@ -146,13 +223,21 @@ def _build(
 ) -> tuple[pa.Table, pa.Table, dict[int, str]]:
     spec = adapters.get_adapter(adapter)
     video_rows, class_list_rows, formats = [], [], {}
+    indexes: dict[str | None, VideoIndex] = {}
+    found_how: collections.Counter = collections.Counter()
     for split in sorted(annotations):
         path = annotations[split]
         parsed = adapters.read_split(adapter, path, labels.get(split), split, fmt)
         root = video_root or spec.default_video_root(Path(path))
-        video_rows += manifest_rows(split, parsed, root, os.path.isfile)
+        if root not in indexes:
+            indexes[root] = VideoIndex.scan(root)
+        video_rows += manifest_rows(split, parsed, indexes[root], found_how)
         class_list_rows += class_rows(split, parsed.classes, spec.display_name)
         formats[split] = parsed.format
+    for how in (BY_NAME, BY_STEM):
+        if found_how[how]:
+            logger.info("%d videos found %s (not at the path the list gives)",
+                        found_how[how], how)
     return manifest_table(video_rows), classes_table(class_list_rows), formats
 
 
@@ -170,6 +255,102 @@ def build_manifest(
     """
     manifest, classes, _ = _build(adapter, annotations, labels, video_root, fmt)
     return manifest, classes
+
+
+# ---------------------------------------------------------------------------------------
+# Before a run: are the listed videos there?
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """What a split's list names and what is on disk, for the preflight summary."""
+
+    dataset: str
+    split: int
+    annotations: str
+    root: str | None
+    listed: int
+    found: int
+    elsewhere: int  # found, but not at the listed path (another folder or extension)
+    example: str | None  # where a missing video was expected
+    hint: str | None = None  # where the listed videos seem to be instead
+
+    @property
+    def missing(self) -> int:
+        return self.listed - self.found
+
+    @property
+    def missing_share(self) -> float:
+        return self.missing / self.listed if self.listed else 0.0
+
+    def line(self) -> str:
+        text = (f"{self.dataset} split {self.split}: {self.listed} videos listed in "
+                f"{self.annotations}, {self.found} found, {self.missing} missing")
+        if self.elsewhere:
+            text += f" ({self.elsewhere} found by name, not at the listed path)"
+        return text
+
+    def nothing_found(self) -> str:
+        where = self.root or "(no video_root)"
+        text = (f"{self.dataset} split {self.split}: none of the {self.listed} videos listed in "
+                f"{self.annotations} is under {where} (looked at each listed path, then for the "
+                f"same file name in any folder below it, with any video extension)")
+        if self.root and not os.path.isdir(self.root):
+            text += f"; {self.root} does not exist"
+        if self.example:
+            text += f"; e.g. expected {self.example}"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+def _where_they_are(root: str, parsed: adapters.SplitAnnotations, sample: int = 200) -> str | None:
+    """A hint when no video is under the root: the folder beside it that holds them."""
+    parent = Path(root).parent
+    if not parent.is_dir():
+        return None
+    index = VideoIndex.scan(str(parent))
+    folders = collections.Counter()
+    for video in parsed.videos[:sample]:
+        found, _ = index.locate(video.video_id, video.label)
+        if found:
+            folders[found.split("/", 1)[0]] += 1
+    if not folders:
+        return None
+    folder, count = folders.most_common(1)[0]
+    return (f"{count} of the first {min(sample, len(parsed.videos))} are under "
+            f"{parent / folder}: point the dataset's video_root there")
+
+
+def check_videos(
+    name: str,
+    adapter: str,
+    annotations: Mapping[int, str],
+    labels: Mapping[int, str | None],
+    video_root: str | None,
+    fmt: str | None = None,
+) -> list[SplitCheck]:
+    """Per split: how many listed videos are found, the way the manifest will find them."""
+    spec = adapters.get_adapter(adapter)
+    indexes: dict[str | None, VideoIndex] = {}
+    checks = []
+    for split in sorted(annotations):
+        parsed = adapters.read_split(adapter, annotations[split], labels.get(split), split, fmt)
+        root = video_root or spec.default_video_root(Path(annotations[split]))
+        if root not in indexes:
+            indexes[root] = VideoIndex.scan(root)
+        found = elsewhere = 0
+        example = None
+        for video in parsed.videos:
+            path, how = indexes[root].locate(video.video_id, video.label)
+            found += path is not None
+            elsewhere += how in (BY_NAME, BY_STEM)
+            if path is None and example is None:
+                example = video_path(root, video.video_id)
+        hint = _where_they_are(root, parsed) if root and not found and parsed.videos else None
+        checks.append(SplitCheck(name, split, str(annotations[split]), root,
+                                 len(parsed.videos), found, elsewhere, example, hint))
+    return checks
 
 
 # ---------------------------------------------------------------------------------------

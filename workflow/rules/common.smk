@@ -8,13 +8,14 @@
 # hash of what the rule's script computes with (zsar.provenance.code_version). The profiles
 # turn Snakemake's mtime-based `code` trigger off in favour of that param.
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from zsar.config import ConfigError, lambdas, validate_config
 from zsar.method import VARIANTS, kind_weights
-from zsar.plan import parse_variant_run, resolve_run, variant_runs
+from zsar.plan import parse_variant_run, preflight, resolve_run, variant_runs
 from zsar.provenance import code_version
 from zsar.registry import (
     backend_of,
@@ -27,8 +28,18 @@ from zsar.registry import (
 try:
     validate_config(config)
     PLAN = resolve_run(config, Path(workflow.basedir) / "config")
+    # Only where the run is planned: jobs on cluster nodes parse this file too.
+    PREFLIGHT = (
+        preflight(PLAN, config["warn_missing_share"])
+        if workflow.is_main_process
+        else None
+    )
 except (ConfigError, OSError) as err:
     raise WorkflowError(f"zsar config error: {err}") from None
+if PREFLIGHT is not None:
+    print(PREFLIGHT.text(), file=sys.stderr)
+    if PREFLIGHT.errors:
+        raise WorkflowError("zsar: no video found:\n" + "\n".join(PREFLIGHT.errors))
 
 RESOURCES = config["resources"]
 LAMBDAS = lambdas(config["scoring"])
