@@ -24,7 +24,9 @@ def metrics_record(dataset, backbone, run, top1, *, variant=None, lam=None, spli
         "std": {"top1": 0.02 if splits > 1 else 0.0, "top5": 0.0, "mean_class": 0.0},
         "counts": {"videos": 10, "evaluated": 9, "failed": 1, "missing": 0, "excluded": 1},
         "provenance": {"git_commit": "abc123", "config_hash": "h", "model": backbone,
-                       "llm": "curated", "zsar_version": "0.1"},
+                       "llm": "curated", "zsar_version": "0.1",
+                       "chain": {"frames": {"num_frames": 8},
+                                 "backbone": {"name": backbone, "backend": "open_clip"}}},
     }  # fmt: skip
 
 

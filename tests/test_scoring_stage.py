@@ -22,6 +22,7 @@ PARAMS = {
     "failure_policy": "exclude",
 }
 BACKBONE = {"name": "tiny", "backend": "open_clip"}
+CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
 
 
 def score(tmp_path, inputs, **params):
@@ -29,6 +30,7 @@ def score(tmp_path, inputs, **params):
     record = run_scoring_stage(
         inputs, {**PARAMS, **params}, str(out / "scores.parquet"), str(out / "metrics.json"),
         dataset="toy", backbone=BACKBONE, run=params.get("variant", PARAMS["variant"]),
+        chain=CHAIN,
     )
     return record, out
 

@@ -1,24 +1,45 @@
-"""Tables are built only from metrics records, in a fixed order, with provenance."""
+"""Tables are built only from metrics records, in a fixed order, with every setting named."""
 
 import copy
+import json
 
 import pytest
 
-from zsar.tables import run_tables_stage, table_rows, to_csv, to_markdown
+from zsar.io import write_json
+from zsar.tables import (
+    footnote_lines,
+    read_records,
+    records_in,
+    run_tables_stage,
+    table_rows,
+    to_csv,
+    to_markdown,
+)
 
+CHAIN = {
+    "dataset": {"name": "ucf101"},
+    "frames": {"num_frames": 8, "short_side": 256, "jpeg_quality": 90},
+    "backbone": {"name": "b16", "backend": "open_clip", "architecture": "ViT-B-16",
+                 "pretrained": "openai"},
+}
+SPLIT = {"top1": 0.5, "top5": 0.8, "mean_class": 0.45}
 BASE = {
     "dataset": "ucf101",
     "backbone": "b16",
     "run": "baseline",
     "variant": "baseline",
-    "fusion": "embedding",
+    "fusion": None,
     "lambda": None,
-    "splits": {"1": {}, "2": {}, "3": {}},
+    "weights": {"name": 1.0},
+    "failure_policy": "exclude",
+    "splits": {"1": SPLIT, "2": SPLIT, "3": SPLIT},
+    "splits_with_results": 3,
     "mean": {"top1": 0.5, "top5": 0.8, "mean_class": 0.45},
     "std": {"top1": 0.01, "top5": 0.02, "mean_class": 0.03},
-    "counts": {"evaluated": 90, "excluded": 3},
-    "descriptor_fallbacks": 2,
-    "provenance": {"git_commit": "abc123", "config_hash": "h1", "model": "b16", "llm": "x"},
+    "counts": {"videos": 93, "evaluated": 90, "missing": 3, "excluded": 3},
+    "descriptor_fallbacks": None,
+    "provenance": {"git_commit": "abc123", "config_hash": "h1", "zsar_version": "0.1.0",
+                   "chain": CHAIN},
 }
 
 
@@ -45,52 +66,105 @@ def test_rows_have_stable_order_whatever_the_input_order():
     assert table_rows(reversed(recs)) == table_rows(recs)
 
 
-def test_markdown_shows_mean_and_std_over_splits_and_footnote():
-    single = record(dataset="k400", splits={"1": {}})
-    md = to_markdown(table_rows([record(), single]), "provenance here")
+def test_markdown_shows_mean_and_std_over_splits_and_the_settings():
+    single = record(dataset="k400", splits={"1": SPLIT}, splits_with_results=1)
+    records = [record(), single]
+    md = to_markdown(table_rows(records), footnote_lines(records))
     assert "| ucf101 | b16 | baseline |  |  | 3 | 50.0 ± 1.0 | 80.0 ± 2.0 | 45.0 ± 3.0 |" in md
-    # one split: no ± std
-    assert "| k400 | b16 | baseline |  |  | 1 | 50.0 | 80.0 | 45.0 |" in md
-    assert md.rstrip().endswith("provenance here")
+    assert "| k400 | b16 | baseline |  |  | 1 | 50.0 | 80.0 | 45.0 |" in md  # one split: no ±
+    assert "- frames: 8 per video" in md and "b16 (open_clip: ViT-B-16 pretrained=openai)" in md
+    assert "## Top-1 (%) per split" in md
+    assert "| ucf101 | b16 | baseline | 50.0 | 50.0 | 50.0 |" in md
+
+
+def test_a_split_without_results_shows_as_such_and_the_mean_is_of_the_rest():
+    partial = record(splits={"1": SPLIT, "2": {"top1": None, "top5": None, "mean_class": None},
+                             "3": {"top1": None, "top5": None, "mean_class": None}},
+                     splits_with_results=1, std={"top1": 0.0, "top5": 0.0, "mean_class": 0.0})
+    [row] = table_rows([partial])
+    md = to_markdown([row], footnote_lines([partial]))
+    assert "| ucf101 | b16 | baseline |  |  | 1 of 3 | 50.0 | 80.0 | 45.0 |" in md
+    assert "mean of 1 of 3 splits" in md
+    assert "| ucf101 | b16 | baseline | 50.0 | — | — |" in md
+
+
+def test_rows_with_many_videos_missing_are_flagged():
+    many = record(counts={"videos": 100, "evaluated": 60, "missing": 40, "excluded": 40})
+    [row] = table_rows([many], warn_missing_share=0.1)
+    assert row["notes"] == ["40% of videos missing"]
+    assert table_rows([many], warn_missing_share=0.5)[0]["notes"] == []
 
 
 def test_csv_has_numeric_columns_in_fixed_order():
     text = to_csv(table_rows([record()]))
     header, row = text.splitlines()
     assert header.split(",")[:9] == [
-        "dataset", "backbone", "variant", "lambda", "fusion", "splits",
-        "top1_mean", "top1_std", "top5_mean",
+        "dataset", "backbone", "variant", "lambda", "fusion", "splits", "splits_with_results",
+        "top1_mean", "top1_std",
     ]
-    assert row.startswith("ucf101,b16,baseline,,,3,0.500000,0.010000,0.800000")
+    assert row.startswith("ucf101,b16,baseline,,,3,3,0.500000,0.010000,0.800000")
+    assert "top1_split3" in header and header.endswith("notes,config_hash")
 
 
-def test_stage_writes_three_formats_deterministically(tmp_path):
-    from zsar.io import write_json
+def test_settings_that_differ_between_rows_name_the_rows():
+    other = record(backbone="l14", provenance={**BASE["provenance"], "chain": {
+        **CHAIN, "frames": {"num_frames": 16, "short_side": 256, "jpeg_quality": 90}}})
+    lines = footnote_lines([record(), other])
+    assert "frames: 8 per video (TSN centre of each segment), short side 256 px, JPEG quality "\
+           "90 (rows ucf101/b16/baseline)" in lines
+    assert any(line.startswith("frames: 16 per video") and "ucf101/l14/baseline" in line
+               for line in lines)
 
+
+def test_stage_writes_three_formats_deterministically_from_every_record(tmp_path):
+    results = tmp_path / "results"
     paths = []
-    for i, rec in enumerate([record(), record(backbone="l14")]):
-        paths.append(tmp_path / f"m{i}.json")
+    for rec in (record(), record(backbone="l14"), record(dataset="hmdb51")):
+        paths.append(results / rec["dataset"] / "metrics" / rec["backbone"] / "baseline.json")
         write_json(rec, paths[-1])
-    outs = [tmp_path / f"t.{ext}" for ext in ("md", "csv", "tex")]
-    run_tables_stage([str(p) for p in paths], md=outs[0], csv=outs[1], tex=outs[2])
-    first = [p.read_bytes() for p in outs]
-    run_tables_stage([str(p) for p in reversed(paths)], md=outs[0], csv=outs[1], tex=outs[2])
-    assert [p.read_bytes() for p in outs] == first
-    tex = outs[2].read_text()
+    outs = {ext: tmp_path / f"t.{ext}" for ext in ("md", "csv", "tex")}
+    # The run names one record; the others were left in the results folder by earlier runs.
+    run_tables_stage([str(paths[0]), *records_in(results)], **outs)
+    first = {ext: p.read_bytes() for ext, p in outs.items()}
+    assert first["md"].count(b"| baseline |") >= 3 and b"| hmdb51 | b16 |" in first["md"]
+    run_tables_stage([*records_in(results), str(paths[0])], **outs)
+    assert {ext: p.read_bytes() for ext, p in outs.items()} == first
+    tex = outs["tex"].read_text()
     assert r"\toprule" in tex and r"50.0 $\pm$ 1.0" in tex and "abc123" in tex
 
 
-@pytest.mark.parametrize("missing", ["dataset", "mean"])
-def test_malformed_record_is_an_error(missing):
-    rec = record()
-    del rec[missing]
-    with pytest.raises(KeyError):
-        table_rows([rec])
+def test_records_that_cannot_be_shown_are_left_out_with_a_note(tmp_path):
+    old = record()
+    del old["provenance"]["chain"]
+    broken = record()
+    del broken["mean"]
+    paths = []
+    for i, rec in enumerate((record(), old, broken)):
+        paths.append(tmp_path / f"r{i}.json")
+        write_json(rec, paths[-1])
+    (tmp_path / "bad.json").write_text("{not json")
+    records, left_out = read_records([*map(str, paths), str(tmp_path / "bad.json")])
+    assert len(records) == 1
+    assert any("r1.json: has no provenance chain" in line for line in left_out)
+    assert any("r2.json: lacks mean" in line for line in left_out)
+    assert any("bad.json: unreadable" in line for line in left_out)
+    md = to_markdown(table_rows(records), footnote_lines(records), records, left_out)
+    assert "## Left out" in md and "r1.json" in md
 
 
 def test_ablation_pivot_shows_gain_over_baseline():
     full = record(variant="full", run="full", **{"lambda": 0.3})
     full["mean"] = {"top1": 0.6, "top5": 0.9, "mean_class": 0.55}
-    md = to_markdown(table_rows([record(), full]), "note", [full, record()])
+    records = [full, record()]
+    md = to_markdown(table_rows(records), footnote_lines(records), records)
     assert "| dataset | backbone | baseline | full |" in md
     assert "| ucf101 | b16 | 50.0 ± 1.0 | 60.0 ± 1.0 (+10.0) |" in md
+
+
+def test_every_number_is_strict_json(tmp_path):
+    partial = record(splits={"1": {"top1": None, "top5": None, "mean_class": None}},
+                     mean={"top1": None, "top5": None, "mean_class": None})
+    write_json(partial, tmp_path / "m.json")
+    json.loads((tmp_path / "m.json").read_text(), parse_constant=pytest.fail)
+    with pytest.raises(ValueError):
+        write_json({"top1": float("nan")}, tmp_path / "nan.json")

@@ -117,9 +117,14 @@ def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write JSON atomically, with sorted keys so that equal content gives equal bytes."""
+    """Write JSON atomically, with sorted keys so that equal content gives equal bytes.
+
+    NaN and infinities are refused (allow_nan=False): they are not JSON, and a strict
+    reader rejects the file; an undefined number is written as null instead.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -29,25 +29,26 @@ def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (rank_classes(scores, k) == labels[:, None]).any(axis=1)
 
 
-def mean_class_accuracy(correct: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 recall averaged over the classes that occur in `labels`."""
+def mean_class_accuracy(correct: np.ndarray, labels: np.ndarray) -> float | None:
+    """Top-1 recall averaged over the classes that occur in `labels`; None without any."""
     classes = np.unique(labels)
     if classes.size == 0:
-        return float("nan")
+        return None
     return float(np.mean([correct[labels == c].mean() for c in classes]))
 
 
 def accuracy_metrics(
     scores: np.ndarray, labels: np.ndarray, *, valid: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Top-1, top-5 and mean-class accuracy (METRICS), as fractions.
+    """Top-1, top-5 and mean-class accuracy (METRICS), as fractions; None for a split with no
+    video to score (a record holds no NaN: JSON has no such number).
 
     Rows where `valid` is False (videos that failed, under the count_as_wrong policy)
     are counted as misclassified, in every metric, whatever their score row holds.
     """
     labels = np.asarray(labels)
     if len(labels) == 0:
-        return {key: float("nan") for key in METRICS}
+        return {key: None for key in METRICS}
     valid = np.ones(len(labels), bool) if valid is None else np.asarray(valid, bool)
     top1 = topk_correct(scores, labels, 1) & valid
     top5 = topk_correct(scores, labels, 5) & valid
@@ -58,7 +59,10 @@ def accuracy_metrics(
     }
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population std over splits (std is 0 for a single split)."""
-    arr = np.asarray(values, dtype=float)
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and population std over the splits that have a value (std 0 for one split);
+    (None, None) when no split has one."""
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    if arr.size == 0:
+        return None, None
     return float(arr.mean()), float(arr.std(ddof=0)) if arr.size > 1 else 0.0

@@ -56,17 +56,18 @@ def provenance(
     *,
     model: str | None = None,
     prompt_version: str | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The provenance block every artifact and metrics record carries."""
+    """The provenance block every artifact and metrics record carries (seed None: none)."""
     block: dict[str, Any] = {
         "zsar_version": __version__,
         "git_commit": git_commit(),
         "config_hash": config_hash(config or {}),
         "packages": package_versions(),
-        "seed": seed,
     }
+    if seed is not None:
+        block["seed"] = seed
     if model is not None:
         block["model"] = model
     if prompt_version is not None:

@@ -25,7 +25,7 @@ from zsar.tables import (
     COLUMNS,
     ablation_pivot,
     display_cell,
-    provenance_footnote,
+    footnote_lines,
     row_key,
     run_label,
     table_rows,
@@ -209,8 +209,11 @@ def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
             means, stds = [], []
             for run in runs:
                 rec = by_key.get((run, backbone))
-                means.append(100 * rec["mean"][metric] if rec else math.nan)
-                stds.append(100 * rec["std"][metric] if rec and len(rec["splits"]) > 1 else 0)
+                mean = rec["mean"][metric] if rec else None
+                std = rec["std"][metric] if rec else None
+                several = rec is not None and rec.get("splits_with_results", 1) > 1
+                means.append(math.nan if mean is None else 100 * mean)
+                stds.append(100 * std if several and std is not None else 0)
             x = np.arange(len(runs)) + (b - (len(backbones) - 1) / 2) * width
             errors = stds if any(stds) else None  # no caps drawn for single-split runs
             bars = ax.bar(x, means, width, yerr=errors, capsize=3, label=backbone)
@@ -270,22 +273,29 @@ def html_table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric=())
     return "\n".join(lines)
 
 
-def tables_html(records: Sequence[Mapping[str, Any]]) -> str:
-    """The benchmark table and the top-1 ablation pivot as one HTML page."""
-    rows = table_rows(records)
-    numeric = set(range(COLUMNS.index("splits"), len(COLUMNS)))
+def tables_html(
+    records: Sequence[Mapping[str, Any]],
+    left_out: Sequence[str] = (),
+    warn_missing_share: float = 0.1,
+) -> str:
+    """The benchmark table, the top-1 ablation pivot and the settings as one HTML page."""
+    rows = table_rows(records, warn_missing_share)
+    numeric = set(range(COLUMNS.index("splits"), COLUMNS.index("notes")))
     full = html_table(
         [COLUMN_LABELS.get(c, c) for c in COLUMNS],
         ([display_cell(r, c) for c in COLUMNS] for r in rows),
         numeric,
     )
     header, pivot = ablation_pivot(records, "top1")
+    settings = "".join(f"<li>{_esc(line)}</li>" for line in footnote_lines(records))
+    skipped = "".join(f"<li>{_esc(line)}</li>" for line in left_out)
     body = (
         "<h2>Ablation: top-1 accuracy (%), gain over baseline in points</h2>\n"
         + html_table(header, pivot, set(range(2, len(header))))
         + "\n<h2>All runs</h2>\n"
         + full
-        + f"\n<p class=\"muted\">{_esc(provenance_footnote(records))}</p>"
+        + f"\n<h2>Settings</h2>\n<ul class=\"muted\">{settings}</ul>"
+        + (f"\n<h2>Left out</h2>\n<ul class=\"muted\">{skipped}</ul>" if skipped else "")
     )
     return html_page("zsar results", body)
 
@@ -456,10 +466,19 @@ def run_ablation_plot_stage(metrics_paths: Sequence[str], out_path: str, *, data
     save_figure(plot_ablation([read_json(p) for p in metrics_paths], dataset), out_path)
 
 
-def run_tables_html_stage(metrics_paths: Sequence[str], out_path: str) -> None:
-    from zsar.io import read_json, write_text
+def run_tables_html_stage(
+    metrics_paths: Sequence[str],
+    out_path: str,
+    *,
+    results_dir: str | None = None,
+    warn_missing_share: float = 0.1,
+) -> None:
+    """The tables page, of this run's records and every other one in `results_dir`."""
+    from zsar.io import write_text
+    from zsar.tables import read_records, records_in
 
-    write_text(tables_html([read_json(p) for p in metrics_paths]), out_path)
+    records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
+    write_text(tables_html(records, left_out, warn_missing_share), out_path)
 
 
 def middle_frames(frames_paths: Sequence[str], video_ids: Iterable[str]) -> dict[str, bytes]:

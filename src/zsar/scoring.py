@@ -191,11 +191,13 @@ def score_split(
 
 
 def summarise_splits(per_split: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std over splits of each accuracy, and summed counts."""
+    """Mean ± std of each accuracy over the splits that have results (a split of which no
+    video could be scored has none), how many those are, and the counts summed."""
     from zsar.metrics import METRICS, mean_std
 
     keys = METRICS
-    summary: dict[str, Any] = {"mean": {}, "std": {}}
+    with_results = [s for s in sorted(per_split) if per_split[s]["top1"] is not None]
+    summary: dict[str, Any] = {"mean": {}, "std": {}, "splits_with_results": len(with_results)}
     for key in keys:
         mean, std = mean_std([per_split[s][key] for s in sorted(per_split)])
         summary["mean"][key], summary["std"][key] = mean, std
@@ -216,8 +218,15 @@ def run_scoring_stage(
     dataset: str,
     backbone: Mapping[str, Any],
     run: str,
+    chain: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score every split of a dataset for one backbone and variant run."""
+    """Score every split of a dataset for one backbone and variant run.
+
+    `chain` is what made the inputs (the rule's params: the dataset's lists, frames,
+    backbone, and for the variants that use them the captioner and the LLM with their
+    prompt sets): the record's provenance holds it whole, and its config hash covers it and
+    the scoring settings, everything that can change the numbers and nothing else.
+    """
     import pyarrow.parquet as pq
 
     from zsar.io import read_json, read_tables, write_json, write_parquet
@@ -282,10 +291,11 @@ def run_scoring_stage(
         **summarise_splits(per_split),
         "descriptor_fallbacks": fallbacks,
         "provenance": provenance(
-            {"params": dict(params), "backbone": dict(backbone)},
+            {"chain": dict(chain or {}), "scoring": dict(params)},
             model=backbone["name"],
-            seed=params.get("seed", 0),
+            seed=None,
             extra={
+                "chain": dict(chain or {}),
                 "llm": descriptors.get("llm"),
                 "prompt_version": descriptors.get("prompt_version"),
             },

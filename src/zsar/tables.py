@@ -1,15 +1,22 @@
 """Benchmark tables, built only from the per-run metrics JSONs (never edited by hand).
 
 One record per (dataset, backbone, run) becomes one row; the column order and the row
-order are fixed, so the same records always give byte-identical tables.
+order are fixed, so the same records always give byte-identical tables. The records are
+those of the current run and every other metrics record in the same results folder, so a
+table covers every benchmark run there, not only the last command's. A record that cannot
+be shown faithfully (made by an older zsar without a provenance chain) is left out, and the
+table says so. Rows made under different settings are never mixed silently: the footnote
+lists every setting (frames, backbone, captioner, LLM and prompt sets, scoring) with the
+rows it applies to.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from zsar.method import VARIANTS
@@ -25,8 +32,10 @@ COLUMNS = (
     "splits",
     *METRICS,
     "evaluated",
+    "missing",
     "excluded",
     "descriptor_fallbacks",
+    "notes",
 )
 VARIANT_ORDER = {name: i for i, name in enumerate(VARIANTS)}
 # Header words of the HTML table, where a column name would read badly.
@@ -37,6 +46,8 @@ COLUMN_LABELS = {
     "mean_class": "mean-class %",
     "descriptor_fallbacks": "descriptor fallbacks",
 }
+# What a record must hold to be shown; older records without them are left out, with a note.
+REQUIRED = ("dataset", "backbone", "run", "variant", "splits", "mean", "std", "counts")
 
 
 def run_label(run: str) -> str:
@@ -55,41 +66,82 @@ def row_key(record: Mapping[str, Any]) -> tuple:
     )
 
 
-def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten metrics records into rows with numeric mean/std columns, in a stable order."""
+def unusable(record: Mapping[str, Any]) -> str | None:
+    """Why a record cannot be shown, or None."""
+    missing = [key for key in REQUIRED if key not in record]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not (record.get("provenance") or {}).get("chain"):
+        return "has no provenance chain (made by an older zsar)"
+    return None
+
+
+def missing_share(record: Mapping[str, Any]) -> float:
+    counts = record["counts"]
+    return counts.get("missing", 0) / counts["videos"] if counts.get("videos") else 0.0
+
+
+def row_notes(record: Mapping[str, Any], warn_missing_share: float) -> list[str]:
+    """Flags a reader must see beside the numbers."""
+    notes = []
+    share = missing_share(record)
+    if share > warn_missing_share:
+        notes.append(f"{100 * share:.0f}% of videos missing")
+    total, with_results = len(record["splits"]), record.get("splits_with_results")
+    if with_results is not None and with_results < total:
+        notes.append(f"mean of {with_results} of {total} splits")
+    return notes
+
+
+def table_rows(
+    records: Iterable[Mapping[str, Any]], warn_missing_share: float = 0.1
+) -> list[dict[str, Any]]:
+    """Flatten metrics records into rows with numeric columns, in a stable order."""
     rows = []
     for rec in sorted(records, key=row_key):
+        counts = rec["counts"]
         row = {
             "dataset": rec["dataset"],
             "backbone": rec["backbone"],
             "variant": rec["variant"],
             "lambda": rec.get("lambda"),
-            "fusion": rec["fusion"] if rec.get("lambda") is not None else "",
+            "fusion": rec.get("fusion") if rec.get("lambda") is not None else None,
             "splits": len(rec["splits"]),
-            "evaluated": rec["counts"]["evaluated"],
-            "excluded": rec["counts"].get("excluded", 0),
-            # None for a variant that does not score with descriptors.
+            "splits_with_results": rec.get("splits_with_results", len(rec["splits"])),
+            "evaluated": counts["evaluated"],
+            "missing": counts.get("missing", 0),
+            "excluded": counts.get("excluded", 0),
             "descriptor_fallbacks": rec.get("descriptor_fallbacks"),
+            "notes": row_notes(rec, warn_missing_share),
+            "config_hash": (rec.get("provenance") or {}).get("config_hash"),
         }
         for metric in METRICS:
-            row[f"{metric}_mean"] = rec["mean"].get(metric, math.nan)
-            row[f"{metric}_std"] = rec["std"].get(metric, math.nan)
+            row[f"{metric}_mean"] = rec["mean"].get(metric)
+            row[f"{metric}_std"] = rec["std"].get(metric)
+            for split, values in sorted(rec["splits"].items()):
+                row[f"{metric}_split{split}"] = (values or {}).get(metric)
         rows.append(row)
     return rows
 
 
-def format_pct(mean: float, std: float, splits: int) -> str:
-    """Percent with one decimal; ± std only where there are several splits."""
-    if math.isnan(mean):
+def format_pct(mean: float | None, std: float | None, splits: int) -> str:
+    """Percent with one decimal; ± std only where several splits have results."""
+    if mean is None:
         return "n/a"
     text = f"{100 * mean:.1f}"
-    return f"{text} ± {100 * std:.1f}" if splits > 1 else text
+    return f"{text} ± {100 * std:.1f}" if splits > 1 and std is not None else text
 
 
 def display_cell(row: Mapping[str, Any], column: str) -> str:
     if column in METRICS:
-        return format_pct(row[f"{column}_mean"], row[f"{column}_std"], row["splits"])
+        return format_pct(
+            row[f"{column}_mean"], row[f"{column}_std"], row["splits_with_results"]
+        )
     value = row[column]
+    if column == "splits" and row["splits_with_results"] != value:
+        return f"{row['splits_with_results']} of {value}"
+    if column == "notes":
+        return "; ".join(value)
     if value is None:
         return ""
     if column == "lambda":
@@ -97,18 +149,80 @@ def display_cell(row: Mapping[str, Any], column: str) -> str:
     return str(value)
 
 
-def provenance_footnote(records: Iterable[Mapping[str, Any]]) -> str:
-    records = list(records)
-    commits = sorted({r["provenance"].get("git_commit", "unknown") for r in records})
-    models = sorted({r["provenance"].get("model", r["backbone"]) for r in records})
-    llms = sorted({str(r["provenance"]["llm"]) for r in records if r["provenance"].get("llm")})
-    combined = config_hash(sorted(r["provenance"].get("config_hash", "") for r in records))
-    return (
-        f"zsar {records[0]['provenance'].get('zsar_version', '?') if records else '?'}; "
-        f"commit {', '.join(c[:12] for c in commits)}; config hash {combined}; "
-        f"backbones {', '.join(models)}; descriptor LLM {', '.join(llms)}. "
-        "Accuracies in %, mean ± std over splits where a benchmark has several."
+# --- the footnote: every setting that made a number, with the rows it applies to ----------
+
+
+def _describe_model(identity: Mapping[str, Any]) -> str:
+    from zsar.registry import describe_source
+
+    return f"{identity.get('name', '?')} ({describe_source(identity)})"
+
+
+def chain_facts(record: Mapping[str, Any]) -> dict[str, str]:
+    """topic -> this record's setting, in words (zsar.scoring records the chain)."""
+    chain = record["provenance"]["chain"]
+    frames = chain.get("frames") or {}
+    facts = {
+        "frames": (
+            f"{frames.get('num_frames')} per video (TSN centre of each segment), short side "
+            f"{frames.get('short_side')} px, JPEG quality {frames.get('jpeg_quality')}"
+        ),
+        f"backbone {record['backbone']}": _describe_model(chain.get("backbone") or {}),
+    }
+    if "captions" in chain:
+        captions = chain["captions"]
+        facts["captioner"] = (
+            f"{_describe_model(captions['captioner'])}, prompt set {captions['prompt_set']}, "
+            f"at most {captions['max_new_tokens']} new tokens"
+        )
+    if "descriptors" in chain:
+        descriptors = chain["descriptors"]
+        templates = ", ".join(f"{k} {v!r}" for k, v in sorted(descriptors["templates"].items()))
+        facts["descriptor LLM"] = (
+            f"{_describe_model(descriptors['llm'])}, prompt set {descriptors['prompt_set']}, "
+            f"templates {templates}"
+        )
+    facts["failure policy"] = str(record.get("failure_policy"))
+    for kind, weight in (record.get("weights") or {}).items():
+        facts[f"weight of {kind} texts"] = f"{weight:g}"
+    return facts
+
+
+def _row_label(record: Mapping[str, Any]) -> str:
+    return f"{record['dataset']}/{record['backbone']}/{run_label(record['run'])}"
+
+
+def footnote_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per setting: its value, and where several values occur, which rows each
+    applies to; then the versions and config hashes."""
+    by_topic: dict[str, dict[str, list[str]]] = {}
+    for rec in sorted(records, key=row_key):
+        for topic, value in chain_facts(rec).items():
+            by_topic.setdefault(topic, {}).setdefault(value, []).append(_row_label(rec))
+    lines = []
+    for topic in sorted(by_topic, key=lambda t: (not t.startswith("frames"), t)):
+        values = by_topic[topic]
+        if len(values) == 1:
+            value, applies = next(iter(values.items()))
+            total = sum(1 for r in records if topic in chain_facts(r))
+            scope = "" if len(applies) == len(records) else f" (the {total} rows that use it)"
+            lines.append(f"{topic}: {value}{scope}")
+        else:
+            for value, applies in values.items():
+                lines.append(f"{topic}: {value} (rows {', '.join(applies)})")
+    provenances = [r["provenance"] for r in records]
+    versions = sorted({p.get("zsar_version", "?") for p in provenances})
+    commits = sorted({p.get("git_commit", "unknown")[:12] for p in provenances})
+    combined = config_hash(sorted(p.get("config_hash", "") for p in provenances))
+    lines.append(
+        f"zsar {', '.join(versions)}; commit {', '.join(commits)}; config hash {combined} "
+        "(of every row's; each metrics JSON has its own and the whole chain). Accuracies in %, "
+        "mean ± std over the splits that have results."
     )
+    return lines
+
+
+# --- formats --------------------------------------------------------------------------------
 
 
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -138,43 +252,81 @@ def ablation_pivot(
             if rec is None:
                 row.append("")
                 continue
-            text = format_pct(rec["mean"][metric], rec["std"][metric], len(rec["splits"]))
-            if base is not None and run != "baseline":
+            splits = rec.get("splits_with_results", len(rec["splits"]))
+            text = format_pct(rec["mean"][metric], rec["std"][metric], splits)
+            both = base is not None and None not in (rec["mean"][metric], base["mean"][metric])
+            if both and run != "baseline":
                 text += f" ({100 * (rec['mean'][metric] - base['mean'][metric]):+.1f})"
             row.append(text)
         body.append(row)
     return ["dataset", "backbone", *(run_label(r) for r in runs)], body
 
 
+def per_split_table(rows: Sequence[Mapping[str, Any]], metric: str = "top1") -> list[str]:
+    """The metric per split, for datasets with several splits ("—": no result)."""
+    several = [r for r in rows if r["splits"] > 1]
+    if not several:
+        return []
+    splits = sorted({k.rsplit("split", 1)[1] for r in several for k in r
+                     if k.startswith(f"{metric}_split")}, key=int)
+    body = []
+    for row in several:
+        values = [row.get(f"{metric}_split{s}") for s in splits]
+        body.append([row["dataset"], row["backbone"], display_cell(row, "variant"),
+                     *("—" if v is None else f"{100 * v:.1f}" for v in values)])
+    return _markdown_table(["dataset", "backbone", "variant", *(f"split {s}" for s in splits)],
+                           body)
+
+
 def to_markdown(
-    rows: list[dict[str, Any]], footnote: str, records: Iterable[Mapping[str, Any]] = ()
+    rows: list[dict[str, Any]],
+    footnotes: Sequence[str],
+    records: Iterable[Mapping[str, Any]] = (),
+    left_out: Sequence[str] = (),
 ) -> str:
-    """The full table, then (given the records) the top-1 ablation pivot."""
+    """The full table, the per-split numbers, then (given the records) the top-1 pivot."""
     lines = ["# zsar results", ""]
     lines += _markdown_table(list(COLUMNS), [[display_cell(r, c) for c in COLUMNS] for r in rows])
+    split_lines = per_split_table(rows)
+    if split_lines:
+        lines += ["", "## Top-1 (%) per split", "", *split_lines]
     records = list(records)
     if records:
         header, body = ablation_pivot(records, "top1")
         lines += ["", "## Ablation: top-1 (%), gain over baseline in points", ""]
         lines += _markdown_table(header, body)
-    return "\n".join([*lines, "", f"[^1]: {footnote}", ""])
+    lines += ["", "## Settings", "", *(f"- {line}" for line in footnotes)]
+    if left_out:
+        lines += ["", "## Left out", "", *(f"- {line}" for line in left_out)]
+    return "\n".join([*lines, ""])
+
+
+def csv_fields(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    fields = ["dataset", "backbone", "variant", "lambda", "fusion", "splits",
+              "splits_with_results"]
+    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    fields += sorted({k for r in rows for k in r if "_split" in k},
+                     key=lambda k: (METRICS.index(k.split("_split")[0]), int(k.rsplit("t", 1)[1])))
+    fields += ["evaluated", "missing", "excluded", "descriptor_fallbacks", "notes", "config_hash"]
+    return fields
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, list):
+        return "; ".join(value)
+    return "" if value is None else value
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    fields = [c for c in COLUMNS if c not in METRICS]
-    fields[fields.index("splits") + 1 : fields.index("splits") + 1] = [
-        f"{m}_{s}" for m in METRICS for s in ("mean", "std")
-    ]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=csv_fields(rows), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {
-                k: (f"{v:.6f}" if isinstance(v, float) else ("" if v is None else v))
-                for k, v in row.items()
-            }
-        )
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
     return out.getvalue()
 
 
@@ -193,8 +345,8 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(rows: list[dict[str, Any]], footnote: str) -> str:
-    columns = ("dataset", "backbone", "variant", "lambda", "top1", "top5", "mean_class")
+def to_latex(rows: list[dict[str, Any]], footnotes: Sequence[str]) -> str:
+    columns = ("dataset", "backbone", "variant", "lambda", *METRICS)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
@@ -209,19 +361,57 @@ def to_latex(rows: list[dict[str, Any]], footnote: str) -> str:
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        r"\caption{Zero-shot action recognition. " + _latex_escape(footnote) + "}",
+        r"\caption{Zero-shot action recognition. " + _latex_escape(" ".join(footnotes)) + "}",
         r"\end{table}",
         "",
     ]
     return "\n".join(lines)
 
 
-def run_tables_stage(metrics_paths: list[str], *, md: str, csv: str, tex: str) -> None:
-    from zsar.io import read_json, write_text
+# --- the I/O edge ---------------------------------------------------------------------------
 
-    records = [read_json(p) for p in metrics_paths]
-    rows = table_rows(records)
-    footnote = provenance_footnote(records)
-    write_text(to_markdown(rows, footnote, records), md)
+
+def records_in(results_dir: str | os.PathLike | None) -> list[str]:
+    """Every metrics record of a results folder (results/DATASET/metrics/BACKBONE/RUN.json)."""
+    if results_dir is None:
+        return []
+    return sorted(str(p) for p in Path(results_dir).glob("*/metrics/*/*.json"))
+
+
+def read_records(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(records to show, a note for each one left out and why), each path once."""
+    from zsar.io import read_json
+
+    records, left_out = [], []
+    for path in sorted(set(map(str, paths))):
+        try:
+            record = read_json(path)
+        except (OSError, ValueError) as err:
+            left_out.append(f"{path}: unreadable ({err})")
+            continue
+        reason = unusable(record)
+        if reason:
+            left_out.append(f"{path}: {reason}")
+        else:
+            records.append(record)
+    return records, left_out
+
+
+def run_tables_stage(
+    metrics_paths: list[str],
+    *,
+    md: str,
+    csv: str,
+    tex: str,
+    results_dir: str | None = None,
+    warn_missing_share: float = 0.1,
+) -> None:
+    """The tables of these records (this run's and those other commands left in `results_dir`)."""
+    from zsar.io import write_text
+
+    records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
+    rows = table_rows(records, warn_missing_share)
+    footnotes = footnote_lines(records)
+    write_text(to_markdown(rows, footnotes, records, left_out), md)
     write_text(to_csv(rows), csv)
-    write_text(to_latex(rows, footnote), tex)
+    write_text(to_latex(rows, footnotes), tex)

@@ -240,6 +240,41 @@ def scoring_params(wildcards):
     return params
 
 
+def scoring_chain(wildcards):
+    """What made the inputs of this run's scores, for its provenance and config hash: the
+    dataset's lists (by content), the frames, the backbone, and, for a variant that uses
+    them, the descriptors' LLM and the captioner with their settings; each with the code
+    version of its stage."""
+    variant = variant_of(wildcards)
+    chain = {
+        "dataset": {"name": wildcards.dataset, **classes_key(wildcards)},
+        "frames": {**config["frames"], "code": code("frames")},
+        "backbone": {
+            **model_key("backbones", wildcards.backbone),
+            "code": {s: code(s) for s in ("embed_videos", "embed_class_names")},
+        },
+    }
+    if variant.uses_descriptors:
+        descriptors = config["descriptors"]
+        chain["descriptors"] = {
+            "llm": model_key("llms", PLAN.llm),
+            "prompt_set": descriptors["prompt_set"],
+            "max_new_tokens": descriptors["max_new_tokens"],
+            "repair_attempts": descriptors["repair_attempts"],
+            "templates": descriptors["templates"],
+            "code": {s: code(s) for s in ("descriptors", "embed_class_texts")},
+        }
+    if variant.caption:
+        captions = config["captions"]
+        chain["captions"] = {
+            "captioner": model_key("captioners", PLAN.captioner),
+            "prompt_set": captions["prompt_set"],
+            "max_new_tokens": captions["max_new_tokens"],
+            "code": {s: code(s) for s in ("captions", "embed_captions")},
+        }
+    return chain
+
+
 def explain_templates(wildcards):
     """The descriptor templates, for a variant whose explanations show descriptors."""
     return (
@@ -256,6 +291,13 @@ def all_metrics():
         backbone=PLAN.backbones,
         run=RUNS,
     )
+
+
+def records_on_disk():
+    """The metrics records other commands left in results/ (this run's are the tables'
+    inputs): listed as a param, so that a record added by another command re-runs them."""
+    found = {str(p) for p in Path("results").glob("*/metrics/*/*.json")}
+    return sorted(found - set(all_metrics()))
 
 
 def report_targets():

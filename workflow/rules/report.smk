@@ -17,6 +17,10 @@ rule tables:
     conda:
         "../../envs/report.yaml"
     params:
+        # The tables cover every record in results/, not only this run's: the list of
+        # record files is a param, so a record added by another command re-runs them.
+        records=lambda wildcards: records_on_disk(),
+        warn_missing_share=config["warn_missing_share"],
         code=code("tables"),
     script:
         "../scripts/tables.py"
@@ -62,6 +66,8 @@ rule report_tables_html:
     conda:
         "../../envs/report.yaml"
     params:
+        records=lambda wildcards: records_on_disk(),
+        warn_missing_share=config["warn_missing_share"],
         code=code("report_tables_html"),
     script:
         "../scripts/report_tables_html.py"

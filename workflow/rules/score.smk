@@ -13,6 +13,7 @@ rule score:
         "../../envs/cpu.yaml"
     params:
         scoring=scoring_params,
+        chain=scoring_chain,
         dataset="{dataset}",
         backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
         run="{run}",

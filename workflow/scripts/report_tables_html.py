@@ -1,4 +1,4 @@
-"""Rule report_tables_html: every metrics JSON -> the results table and ablation pivot as HTML."""
+"""Rule report_tables_html: every metrics JSON of the results folder -> the tables as HTML."""
 
 from zsar.job import start_job
 
@@ -6,7 +6,11 @@ from zsar.job import start_job
 def main(smk) -> None:
     from zsar.report import run_tables_html_stage
 
-    run_tables_html_stage(list(smk.input), smk.output[0])
+    run_tables_html_stage(
+        [*smk.input, *smk.params.records],
+        smk.output[0],
+        warn_missing_share=smk.params.warn_missing_share,
+    )
 
 
 if __name__ == "__main__":

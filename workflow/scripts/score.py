@@ -16,8 +16,9 @@ def main(smk) -> None:
         dataset=smk.params.dataset,
         backbone=smk.params.backbone,
         run=smk.params.run,
+        chain=smk.params.chain,
     )
-    logging.info("top1=%.4f counts=%s", record["mean"]["top1"], record["counts"])
+    logging.info("top1=%s counts=%s", record["mean"]["top1"], record["counts"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Rule tables: every metrics JSON -> results/tables/results.{md,csv,tex}."""
+"""Rule tables: every metrics JSON of the results folder -> results/tables/results.{md,csv,tex}."""
 
 from zsar.job import start_job
 
@@ -6,7 +6,13 @@ from zsar.job import start_job
 def main(smk) -> None:
     from zsar.tables import run_tables_stage
 
-    run_tables_stage(list(smk.input), md=smk.output.md, csv=smk.output.csv, tex=smk.output.tex)
+    run_tables_stage(
+        [*smk.input, *smk.params.records],
+        md=smk.output.md,
+        csv=smk.output.csv,
+        tex=smk.output.tex,
+        warn_missing_share=smk.params.warn_missing_share,
+    )
 
 
 if __name__ == "__main__":
