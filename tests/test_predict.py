@@ -176,3 +176,47 @@ def test_unknown_classes_is_a_setup_error(capsys, demo_videos, resources, tmp_pa
                              "--backbone", "tiny-clip", "--resources", resources)
     assert code == 2 and out == ""
     assert "nosuchdataset" in err and "classes.parquet" in err
+
+
+def test_runs_from_any_folder_with_the_descriptors_of_the_datasets_run(
+    capsys, tmp_path, monkeypatch, demo_videos, resources, descriptors_file
+):
+    """From another folder: the workflow's files are found (--workdir, or the checkout zsar
+    is installed from), and --classes DATASET takes the descriptors of the LLM its run used,
+    not just any descriptors file there."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(REPO / "config", workdir / "config")
+    results = workdir / "results" / "demo"
+    (results / "descriptors").mkdir(parents=True)
+    _, names = class_list(demo_videos, tmp_path)
+    pq.write_table(pa.Table.from_pylist([
+        {"split": 1, "class_id": i, "name": n, "display_name": n} for i, n in enumerate(names)
+    ]), results / "classes.parquet")
+    (results / "descriptors" / "other-llm.json").write_text(descriptors_file.read_text())
+    empty = json.loads(descriptors_file.read_text())
+    empty["classes"] = {}
+    (results / "descriptors" / "demo-curated.json").write_text(json.dumps(empty))
+    chain = {"descriptors": {"llm": {"name": "other-llm", "backend": "file"}}}
+    (results / "metrics" / "tiny-clip").mkdir(parents=True)
+    (results / "metrics" / "tiny-clip" / "full.json").write_text(
+        json.dumps({"provenance": {"chain": chain}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    video = demo_videos / "videos" / "flashing" / "flashing_0.mp4"
+    code = main(["predict", str(video), "--classes", "demo", "--backbone", "tiny-clip",
+                 "--workdir", str(workdir), "--resources", str(resources), "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)
+    assert doc["descriptors"] == str(results / "descriptors" / "other-llm.json")
+    assert "descriptors of the run's LLM" in out.err and "other-llm.json" in out.err
+    assert doc["kinds"] == ["name", "attribute", "description", "hierarchy"]
+    # Without --workdir, the checkout zsar is installed from holds the registry.
+    code = main(["predict", str(video), "--classes", str(results / "classes.parquet"),
+                 "--backbone", "tiny-clip", "--resources", str(resources), "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["classes"] == len(names)

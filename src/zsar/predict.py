@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--fusion", choices=list(FUSIONS), default=None,
                         help="caption fusion (default: the config's)")
+    parser.add_argument("--workdir", default=None, metavar="DIR",
+                        help="the workflow's folder, which the paths below are relative to "
+                        "(default: this folder if it holds config/models.yaml, else the "
+                        "checkout zsar is installed from)")
     parser.add_argument("--config", default="config/config.yaml",
                         help="workflow config for templates, weights and frame settings")
     parser.add_argument("--registry", default="config/models.yaml", help="model registry")
@@ -176,10 +180,46 @@ def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
     )
 
 
+def find_workdir(start: Path | None = None) -> Path:
+    """The workflow folder: this one if it holds the registry, else the checkout that the
+    installed zsar comes from (an editable install); the paths of `zsar predict` are
+    relative to it, so the command runs from any folder."""
+    here = Path.cwd() if start is None else start
+    if (here / "config" / "models.yaml").is_file():
+        return here
+    import zsar
+
+    checkout = Path(zsar.__file__).resolve().parents[2]
+    if (checkout / "config" / "models.yaml").is_file():
+        return checkout
+    raise PredictError(
+        f"no config/models.yaml in {here} or in {checkout}: pass --workdir (the folder the "
+        "workflow ran in) or --registry"
+    )
+
+
+def llms_of_runs(results: Path, dataset: str) -> list[str]:
+    """The descriptor LLMs that the dataset's scored runs used (from their metrics JSONs)."""
+    import json
+
+    llms = set()
+    for path in sorted((results / dataset / "metrics").glob("*/*.json")):
+        chain = (json.loads(path.read_text()).get("provenance") or {}).get("chain") or {}
+        llm = (chain.get("descriptors") or {}).get("llm") or {}
+        if llm.get("name"):
+            llms.add(llm["name"])
+    return sorted(llms)
+
+
 def resolve_descriptors(
     value: str | None, classes: ClassList, results: Path, llm: str | None
 ) -> Path | None:
-    """The descriptors JSON to use, or None (class names only)."""
+    """The descriptors JSON to use, or None (class names only).
+
+    For --classes DATASET: the descriptors of the LLM that DATASET's runs used, found in
+    their metrics; where they used several, the config's LLM among them; where no run is
+    scored yet, the one descriptors file there is.
+    """
     if value is not None:
         if value == "none":
             return None
@@ -188,14 +228,21 @@ def resolve_descriptors(
         return Path(value)
     if classes.dataset is None:
         return None
-    found = sorted((results / classes.dataset / "descriptors").glob("*.json"))
-    if len(found) <= 1:
+    folder = results / classes.dataset / "descriptors"
+    used = llms_of_runs(results, classes.dataset)
+    if len(used) > 1:
+        used = [name for name in used if name == llm] or used
+    if len(used) == 1:
+        path = folder / f"{used[0]}.json"
+        if not path.is_file():
+            raise PredictError(f"{path}: the descriptors of the run's LLM {used[0]} are gone")
+        return path
+    found = sorted(folder.glob("*.json"))
+    if not used and len(found) <= 1:
         return found[0] if found else None
-    preferred = [p for p in found if p.stem == llm]
-    if preferred:
-        return preferred[0]
+    names = ", ".join(used) if used else ", ".join(p.name for p in found)
     raise PredictError(
-        f"several descriptor files for {classes.dataset} ({', '.join(p.name for p in found)}); "
+        f"{classes.dataset} was scored with several descriptor sets ({names}); "
         "choose one with --descriptors FILE"
     )
 
@@ -432,17 +479,34 @@ def decode(videos: Sequence[str], settings: Settings, workers: int):
     return decoded, failed
 
 
+def in_workdir(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments with the workflow paths taken relative to the workflow folder."""
+    workdir = Path(args.workdir) if args.workdir else find_workdir()
+    resolved = vars(args).copy()
+    for key in ("config", "registry", "resources", "results"):
+        resolved[key] = str(workdir / getattr(args, key))
+    return argparse.Namespace(**resolved)
+
+
 def run(args: argparse.Namespace) -> int:
+    from zsar.config import ConfigError
     from zsar.registry import RegistryError
 
     if args.top < 1:
         print("zsar predict: error: --top must be at least 1", file=sys.stderr)
         return EXIT_SETUP
     try:
+        # Videos, class lists and descriptor files as named, relative to where the command
+        # runs; the workflow's config, registry, models and results to its folder.
+        args = in_workdir(args)
         setup = prepare(args)
-    except (PredictError, RegistryError, OSError, ValueError) as err:
+    except (PredictError, RegistryError, ConfigError, OSError, ValueError) as err:
         print(f"zsar predict: error: {err}", file=sys.stderr)
         return EXIT_SETUP
+    if setup.descriptors_path is not None and args.descriptors is None:
+        # Chosen for the user: say which, so a result can be traced to its descriptors.
+        print(f"zsar predict: {args.classes}: descriptors of the run's LLM, "
+              f"{setup.descriptors_path}", file=sys.stderr)
     settings = setup.settings
     decoded, failed = decode(args.videos, settings, args.workers)
     embeddings = {d.video_id: video_embedding(d.jpeg, setup.backbone) for d in decoded}
