@@ -342,8 +342,9 @@ def _model_lines(plan: RunPlan) -> list[str]:
 
 def preflight(plan: RunPlan, warn_missing_share: float) -> Preflight:
     """For each dataset and split: the list, the videos it names, found and missing; for each
-    stage, its model and where that comes from. A split with no video found is an error;
-    more than `warn_missing_share` of a split missing is a warning."""
+    stage, its model and where that comes from. A dataset with no video found in any split
+    is an error (a wrong path or layout); a split with none found while others have some,
+    or more than `warn_missing_share` of a split missing, is a warning."""
     from zsar.adapters import AnnotationError
     from zsar.manifest import check_videos
 
@@ -363,10 +364,15 @@ def preflight(plan: RunPlan, warn_missing_share: float) -> Preflight:
                                   dataset.video_root, dataset.format)
         except AnnotationError as err:
             raise ConfigError(f"dataset_specs.{name}.annotations: {err}") from err
+        empty = [c for c in checks if c.listed and not c.found]
+        if empty and len(empty) == len(checks):
+            # Nothing to evaluate at all: almost always a wrong path or layout.
+            errors += [c.nothing_found() for c in empty]
         for check in checks:
             lines.append(f"  {check.line()}")
-            if check.listed and not check.found:
-                errors.append(check.nothing_found())
+            if check in empty and len(empty) < len(checks):
+                warnings.append(f"{check.nothing_found()}. This split will have no result; "
+                                "the others are scored, and the tables say so.")
             elif check.missing_share > warn_missing_share:
                 warnings.append(
                     f"{check.dataset} split {check.split}: {check.missing} of {check.listed} "
