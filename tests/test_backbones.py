@@ -163,13 +163,16 @@ def test_preprocessing_travels_with_an_open_clip_folder(tmp_path):
 
 
 def test_video_model_preprocessing_resizes_then_crops():
-    """ViFi-CLIP and ActionCLIP: short side to 256 (bilinear), centre crop 224."""
+    """ViFi-CLIP and ActionCLIP: short side to 256, centre crop 224; ViFi-CLIP's mmaction
+    pipeline resizes bilinear, ActionCLIP's GroupScale bicubic (datasets/transforms_ss.py)."""
     from torchvision import transforms as T
 
-    for name in ("vificlip-vit-b-16-k400", "actionclip-vit-b-16"):
+    mode = T.InterpolationMode
+    for name, interpolation in (("vificlip-vit-b-16-k400", mode.BILINEAR),
+                                ("actionclip-vit-b-16", mode.BICUBIC)):
         transform = build_image_transform(preprocess_of(backbone_entry(name)))
         resize = next(t for t in transform.transforms if isinstance(t, T.Resize))
-        assert resize.size == 256 and resize.interpolation == T.InterpolationMode.BILINEAR
+        assert (resize.size, resize.interpolation) == (256, interpolation)
     assert preprocess_of(backbone_entry("vificlip-vit-b-16-k400"))["mean"] == (0.485, 0.456, 0.406)
 
 

@@ -644,6 +644,16 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
+# How class names become the text the models read (a dataset spec's `class_names`): `raw`,
+# as the label file spells them (ViFi-CLIP's protocol: its label CSVs reach the tokenizer
+# unchanged, e.g. "ApplyEyeMakeup"), or `words`, the adapter's reading (CamelCase and
+# underscores split into lowercase words: "apply eye makeup").
+CLASS_NAME_RULES: dict[str, Callable[[Adapter, str], str]] = {
+    "raw": lambda adapter, name: strip_quotes(name),
+    "words": lambda adapter, name: adapter.display_name(name),
+}
+
+
 def get_adapter(name: str) -> Adapter:
     if name not in ADAPTERS:
         raise AnnotationError(f"unknown adapter {name!r}; known: {', '.join(sorted(ADAPTERS))}")

@@ -13,7 +13,10 @@ text, vector (L2-normalised float32). The video side is zsar.embed.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from zsar.io import read_json, write_parquet
-from zsar.method import DESCRIPTOR_KINDS, descriptor_texts
+from zsar.method import DESCRIPTOR_KINDS, TEMPLATE_COMBINES, descriptor_texts
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,53 @@ TEXT_EMBEDDING_SCHEMA = pa.schema(
         ("vector", pa.list_(pa.float32())),
     ]
 )
-# The class-name prompt of ViFi-CLIP's zero-shot protocol: the bare class name.
+# The name prompt of a backbone that names none: the bare class name (ViFi-CLIP's protocol
+# for vanilla CLIP, trainers/vificlip.py in muzairkhattak/ViFi-CLIP).
 NAME_PROMPT = "{}"
 
 Record = tuple[str, str, str]  # (kind, owner, text)
+
+
+@dataclass(frozen=True)
+class NamePrompt:
+    """A backbone's class-name protocol: its templates and how their scores combine.
+
+    A registry entry's `name_prompt` is one template with `{}` for the class name
+    ("a photo of a {}.", ViFi-CLIP's), or the name of an ensemble in
+    config/prompts/names-NAME.yaml (its `templates`, `combine`, `scale`).
+    """
+
+    version: str
+    templates: tuple[str, ...]
+    combine: str = "embedding_mean"  # zsar.method.TEMPLATE_COMBINES
+    scale: float = 100.0
+
+    def as_params(self) -> dict[str, Any]:
+        return {"version": self.version, "templates": list(self.templates),
+                "combine": self.combine, "scale": self.scale}
+
+
+def load_name_prompt(spec: str | None, prompts_dir: str | os.PathLike) -> NamePrompt:
+    """The NamePrompt an entry's `name_prompt` names (None: the bare class name)."""
+    import yaml
+
+    spec = spec or NAME_PROMPT
+    if "{}" in spec:
+        return NamePrompt(spec, (spec,))
+    path = Path(prompts_dir) / f"names-{spec}.yaml"
+    if not path.is_file():
+        raise ValueError(f"name_prompt '{spec}': no template with {{}} and no {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    templates = tuple(str(t) for t in data.get("templates") or ())
+    combine = str(data.get("combine", "embedding_mean"))
+    bad = [t for t in templates if "{}" not in t]
+    if not templates or bad or combine not in TEMPLATE_COMBINES:
+        raise ValueError(
+            f"{path}: needs `templates` (each with {{}}) and `combine` in "
+            f"{sorted(TEMPLATE_COMBINES)}; got {len(templates)} templates, {bad[:1]}, {combine!r}"
+        )
+    return NamePrompt(str(data.get("version", spec)), templates, combine,
+                      float(data.get("scale", 100.0)))
 
 
 def embed_text_records(
@@ -66,10 +112,23 @@ def class_displays(classes: pa.Table) -> dict[str, str]:
     return dict(sorted(zip(names, displays, strict=True)))
 
 
-def class_name_records(classes: pa.Table) -> list[Record]:
-    """The name prompt of every class (a class shared by several splits is embedded once)."""
-    return [("name", name, NAME_PROMPT.format(display))
-            for name, display in class_displays(classes).items()]
+def class_name_records(
+    classes: pa.Table, prompt: NamePrompt = NamePrompt(NAME_PROMPT, (NAME_PROMPT,))
+) -> list[tuple[str, str, str, int]]:
+    """Every class in every template of the prompt: (kind, owner, text, template index).
+    A class shared by several splits is embedded once."""
+    return [
+        ("name", name, template.format(display), index)
+        for name, display in class_displays(classes).items()
+        for index, template in enumerate(prompt.templates)
+    ]
+
+
+def embed_class_names(classes: pa.Table, backbone, prompt: NamePrompt) -> pa.Table:
+    """The class-names table: text embeddings with the template index of each row."""
+    records = class_name_records(classes, prompt)
+    table = embed_text_records([r[:3] for r in records], backbone)
+    return table.append_column("template", pa.array([r[3] for r in records], pa.int32()))
 
 
 def class_descriptor_records(
@@ -102,9 +161,13 @@ def _write(records: list[Record], out_path, backbone, provenance, what: str) -> 
     logger.info("embedded %d %s", len(records), what)
 
 
-def run_class_name_stage(classes_path, out_path, backbone, provenance=None) -> None:
-    _write(class_name_records(pq.read_table(classes_path)), out_path, backbone, provenance,
-           "class names")
+def run_class_name_stage(
+    classes_path, out_path, backbone, prompt: NamePrompt, provenance=None
+) -> None:
+    table = embed_class_names(pq.read_table(classes_path), backbone, prompt)
+    write_parquet(table, out_path, provenance)
+    logger.info("embedded %d class names in %d template(s) (%s)", table.num_rows,
+                len(prompt.templates), prompt.version)
 
 
 def run_class_descriptor_stage(

@@ -186,10 +186,16 @@ def content_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def concat_tables(tables: list[pa.Table]) -> pa.Table:
+    """Tables concatenated in order; a column one table lacks (class names carry
+    `template`, descriptor texts do not) is null in its rows."""
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    return pa.concat_tables(tables, promote_options="default")
+
+
 def read_tables(paths: list[str | os.PathLike | None]) -> pa.Table:
-    """Tables of one schema read and concatenated in order (None entries skipped)."""
-    tables = [pq.read_table(p) for p in paths if p is not None]
-    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    """Tables read and concatenated in order (None entries skipped)."""
+    return concat_tables([pq.read_table(p) for p in paths if p is not None])
 
 
 def failures_table(records: list[dict[str, str]]) -> pa.Table:

@@ -220,8 +220,10 @@ def _build(
     labels: Mapping[int, str | None],
     video_root: str | None,
     fmt: str | None = None,
+    class_names: str = "words",
 ) -> tuple[pa.Table, pa.Table, dict[int, str]]:
     spec = adapters.get_adapter(adapter)
+    rule = adapters.CLASS_NAME_RULES[class_names]
     video_rows, class_list_rows, formats = [], [], {}
     indexes: dict[str | None, VideoIndex] = {}
     found_how: collections.Counter = collections.Counter()
@@ -232,7 +234,7 @@ def _build(
         if root not in indexes:
             indexes[root] = VideoIndex.scan(root)
         video_rows += manifest_rows(split, parsed, indexes[root], found_how)
-        class_list_rows += class_rows(split, parsed.classes, spec.display_name)
+        class_list_rows += class_rows(split, parsed.classes, lambda n: rule(spec, n))
         formats[split] = parsed.format
     for how in (BY_NAME, BY_STEM):
         if found_how[how]:
@@ -452,7 +454,8 @@ def run_classes_stage(plan, classes_out: str, key: Mapping[str, Any]) -> str:
         raise ValueError(
             f"the annotation files of {plan.name} changed since the run was planned; run again"
         )
-    _, classes, formats = _build(plan.adapter, plan.annotations, plan.labels, None, plan.format)
+    _, classes, formats = _build(plan.adapter, plan.annotations, plan.labels, None, plan.format,
+                                 plan.class_names)
     # Provenance without paths: the class list is the same wherever the lists are.
     block = provenance(dict(key), extra={"stage": "classes", "formats": formats_by_split(formats)})
     write_parquet(classes, classes_out, provenance=block)

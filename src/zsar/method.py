@@ -155,6 +155,47 @@ def fusion_query(
     return FUSIONS[fusion].query(videos, np.asarray(captions, dtype=np.float64), lam)
 
 
+# --- several name templates: how a backbone's protocol combines them ----------------------------
+
+
+def _softmax(scores: np.ndarray, scale: float) -> np.ndarray:
+    logits = scale * scores
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class TemplateCombine:
+    """How the class scores of a name-template ensemble are formed.
+
+    per_template: score with each template's own class vectors, then `merge` the T score
+    matrices (given the ensemble's scale); otherwise one class vector from all templates
+    (their unit embeddings averaged as one kind of text) and a single score.
+    """
+
+    name: str
+    per_template: bool
+    merge: Callable[[list[np.ndarray], float], np.ndarray]
+    summary: str
+
+
+TEMPLATE_COMBINES: dict[str, TemplateCombine] = {
+    c.name: c
+    for c in (
+        TemplateCombine(
+            "embedding_mean", False, lambda scores, scale: scores[0],
+            "the mean of the templates' unit text embeddings, as one class vector (CLIP)",
+        ),
+        TemplateCombine(
+            "softmax_mean", True,
+            lambda scores, scale: np.mean([_softmax(s, scale) for s in scores], axis=0),
+            "each template's softmax over the classes of scale·cos, averaged (ActionCLIP)",
+        ),
+    )
+}
+
+
 # --- the ablation variants ---------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ class DatasetPlan:
     splits: tuple[int, ...]
     # Its files are written by a rule (the demo), so they may not exist when planning.
     generated: bool = False
+    class_names: str = "raw"  # zsar.adapters.CLASS_NAME_RULES
 
     def as_params(self) -> dict[str, Any]:
         """The fields that define the manifest (what its rule's params track)."""
@@ -88,6 +89,7 @@ class DatasetPlan:
         return {
             "adapter": self.adapter,
             "format": self.format,
+            "class_names": self.class_names,
             "splits": list(self.splits),
             "files": {
                 str(s): {
@@ -109,6 +111,8 @@ class RunPlan:
     shards: int
     variants: tuple[str, ...]
     registry: dict[str, dict[str, Any]] = field(repr=False)
+    # backbone -> its class-name protocol (zsar.embed_text.NamePrompt)
+    name_prompts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def shard_ids(self) -> list[str]:
         return [shard_id(i, self.shards) for i in range(self.shards)]
@@ -173,6 +177,7 @@ def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> Datas
         format=spec.get("format"),
         splits=splits,
         generated=bool(adapter and adapter.generated),
+        class_names=spec.get("class_names", "raw"),
     )
 
 
@@ -269,6 +274,8 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
     _check_model(registry, "llms", config["descriptors"]["llm"], "descriptors.llm")
 
     _refuse_demo_models_on_benchmarks(config, datasets, registry, captioner)
+    if captioner is not None:
+        check_caption_context(get_entry(registry, "captioners", captioner), config)
     variants = tuple(
         v for v in config["scoring"]["variants"] if captioner or not VARIANTS[v].caption
     )
@@ -281,7 +288,46 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
         shards=int(config["shards"]),
         variants=variants,
         registry=registry,
+        name_prompts={b: _name_prompt(registry, b, config_dir) for b in config["backbones"]},
     )
+
+
+def _name_prompt(registry, backbone: str, config_dir):
+    from zsar.embed_text import load_name_prompt
+
+    entry = registry["backbones"][backbone]
+    try:
+        return load_name_prompt(entry.get("name_prompt"), Path(config_dir) / "prompts")
+    except ValueError as err:
+        raise ConfigError(f"backbone {backbone}: {err}") from None
+
+
+# Tokens a caption request takes besides the frames: the chat template, the prompt set's
+# prompt (about 60 words) and the answer's markup. Generous, so a check never passes a
+# request that then overflows.
+PROMPT_TOKENS = 256
+
+
+def check_caption_context(entry: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """A captioner whose frames, prompt and answer would not fit its context is a config
+    error naming the entry and both numbers: an overflowing model fails, or worse, writes
+    garbage, hours into a run."""
+    if not entry.get("context_length") or not entry.get("visual_tokens_per_frame"):
+        return
+    frames = int(config["frames"]["num_frames"])
+    if entry.get("max_frames"):
+        frames = min(frames, int(entry["max_frames"]))
+    new_tokens = int(config["captions"]["max_new_tokens"])
+    needed = frames * int(entry["visual_tokens_per_frame"]) + PROMPT_TOKENS + new_tokens
+    limit = int(entry["context_length"])
+    if needed > limit:
+        most = (limit - PROMPT_TOKENS - new_tokens) // int(entry["visual_tokens_per_frame"])
+        raise ConfigError(
+            f"captions.captioner {entry['name']}: {frames} frames x "
+            f"{entry['visual_tokens_per_frame']} tokens + {PROMPT_TOKENS} (prompt) + "
+            f"{new_tokens} (answer) = {needed} tokens, more than its context of {limit}; "
+            f"give its registry entry max_frames: {max(most, 1)} (or fewer frames.num_frames)"
+        )
 
 
 def variant_runs(variants: tuple[str, ...] | list[str], lambda_values: list[float]) -> list[str]:

@@ -100,6 +100,7 @@ class Settings:
     fusion: str
     lam: float
     prompt_set: Path
+    prompts_dir: Path
     max_new_tokens: int
     batch_size: int
     llm: str | None = None
@@ -121,6 +122,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
         fusion=args.fusion or config["scoring"]["fusion"],
         lam=lambdas(config["scoring"])[0] if args.lam is None else float(args.lam),
         prompt_set=prompts_dir / f"{captions['prompt_set']}.yaml",
+        prompts_dir=prompts_dir,
         max_new_tokens=int(captions["max_new_tokens"]),
         batch_size=int(captions["batch_size"]),
         llm=config["descriptors"].get("llm"),
@@ -257,29 +259,36 @@ class ClassModel:
     """Everything scoring and explaining need about the classes, for one backbone."""
 
     classes: ClassList
-    vectors: np.ndarray  # [C, D] class vectors c_k
+    vector_sets: list[np.ndarray]  # [C, D] class vectors c_k, one set per scored template
     kinds: list[str]
     descriptors: dict[str, Any] = field(repr=False)  # raw name -> explain.ClassDescriptors
     hierarchy: dict[str, list[str]] = field(repr=False)
+    combine: str = "embedding_mean"  # how the name templates' scores combine
+    scale: float = 100.0
 
     @property
     def display(self) -> dict[str, str]:
         return dict(zip(self.classes.names, self.classes.displays, strict=True))
 
 
-def build_class_model(classes: ClassList, descriptors_json, backbone, settings) -> ClassModel:
-    """Class vectors exactly as the embedding and scoring stages build them."""
-    from zsar.embed_text import class_descriptor_records, class_name_records, embed_text_records
+def build_class_model(
+    classes: ClassList, descriptors_json, backbone, settings, name_prompt
+) -> ClassModel:
+    """Class vectors exactly as the embedding and scoring stages build them, with the
+    backbone's name prompt (zsar.embed_text.NamePrompt)."""
+    from zsar.embed_text import class_descriptor_records, embed_class_names, embed_text_records
     from zsar.explain import descriptors_by_class, hierarchy_paths, shown_descriptor_texts
+    from zsar.io import concat_tables
     from zsar.method import KINDS, kind_weights
-    from zsar.scoring import split_class_vectors
+    from zsar.scoring import class_vector_sets
 
     descriptors_json = descriptors_json or {}
     table = classes.as_table()
-    records = class_name_records(table) + class_descriptor_records(
-        table, descriptors_json, settings.templates
+    names = embed_class_names(table, backbone, name_prompt)
+    texts = embed_text_records(
+        class_descriptor_records(table, descriptors_json, settings.templates), backbone
     )
-    table = embed_text_records(records, backbone)
+    table = concat_tables([names, texts])
     # Every kind when there are descriptors (the `full` variant's class vectors), else the
     # name alone (`baseline`'s).
     kinds = list(KINDS) if descriptors_json else ["name"]
@@ -287,7 +296,7 @@ def build_class_model(classes: ClassList, descriptors_json, backbone, settings) 
     display = dict(zip(classes.names, classes.displays, strict=True))
     return ClassModel(
         classes=classes,
-        vectors=split_class_vectors(table, classes.names, weights),
+        vector_sets=class_vector_sets(table, classes.names, weights, name_prompt.combine),
         kinds=kinds,
         descriptors=descriptors_by_class(
             table.to_pylist(),
@@ -295,6 +304,8 @@ def build_class_model(classes: ClassList, descriptors_json, backbone, settings) 
             shown_descriptor_texts(descriptors_json, display, settings.templates),
         ),
         hierarchy=hierarchy_paths(descriptors_json),
+        combine=name_prompt.combine,
+        scale=name_prompt.scale,
     )
 
 
@@ -345,11 +356,11 @@ def predict_video(
 ) -> dict[str, Any]:
     from zsar.explain import explain_prediction, explanation_query, similarity_basis
     from zsar.metrics import rank_classes
-    from zsar.scoring import score_videos
+    from zsar.scoring import score_with_templates
 
     lam = lam if caption_vector is not None else 0.0
-    scores = score_videos(
-        video[None], model.vectors,
+    scores = score_with_templates(
+        video[None], model.vector_sets, combine=model.combine, scale=model.scale,
         captions=None if caption_vector is None else caption_vector[None],
         fusion=fusion, lam=lam,
     )[0]
@@ -437,6 +448,7 @@ class Setup:
 def prepare(args: argparse.Namespace) -> Setup:
     """Everything before the first video; any problem is a PredictError-like exception."""
     from zsar.backbones import load_backbone
+    from zsar.embed_text import load_name_prompt
     from zsar.io import read_json
     from zsar.registry import get_entry, load_registry
 
@@ -458,7 +470,8 @@ def prepare(args: argparse.Namespace) -> Setup:
         device = preferred_device()
     backbone = load_backbone(backbone_entry, args.resources, device)
     descriptors_json = read_json(descriptors_path) if descriptors_path else None
-    model = build_class_model(classes, descriptors_json, backbone, settings)
+    name_prompt = load_name_prompt(backbone_entry.get("name_prompt"), settings.prompts_dir)
+    model = build_class_model(classes, descriptors_json, backbone, settings, name_prompt)
     return Setup(settings, backbone, model, captioner_entry, descriptors_path, device)
 
 

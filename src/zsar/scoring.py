@@ -15,7 +15,13 @@ import numpy as np
 import pyarrow as pa
 
 from zsar.io import vector_matrix, vectors_by_key
-from zsar.method import VARIANTS, fusion_query, kind_weights, normalize  # noqa: F401
+from zsar.method import (  # noqa: F401 - normalize is part of this module's interface
+    TEMPLATE_COMBINES,
+    VARIANTS,
+    fusion_query,
+    kind_weights,
+    normalize,
+)
 
 
 def build_class_vectors(
@@ -97,6 +103,37 @@ def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[st
     return build_class_vectors(vectors, owners, kinds, len(class_names), weights)
 
 
+def class_vector_sets(
+    class_texts, class_names: list[str], weights: Mapping[str, float], combine: str
+) -> list[np.ndarray]:
+    """The class vectors to score with: one set, or one per name template where the
+    backbone's protocol scores each template on its own (TEMPLATE_COMBINES). A template's
+    set holds that template's name prompt and every descriptor text of the class."""
+    if not TEMPLATE_COMBINES[combine].per_template or "template" not in class_texts.schema.names:
+        return [split_class_vectors(class_texts, class_names, weights)]
+    import pyarrow.compute as pc
+
+    template = class_texts.column("template")
+    sets = []
+    for t in sorted(set(template.drop_null().to_pylist())):
+        mine = pc.or_(pc.is_null(template), pc.equal(template, t))
+        sets.append(split_class_vectors(class_texts.filter(mine), class_names, weights))
+    return sets
+
+
+def score_with_templates(
+    videos: np.ndarray,
+    vector_sets: list[np.ndarray],
+    *,
+    combine: str = "embedding_mean",
+    scale: float = 100.0,
+    **fusion,
+) -> np.ndarray:
+    """score_videos against each set of class vectors, merged as the protocol says."""
+    scores = [score_videos(videos, vectors, **fusion) for vectors in vector_sets]
+    return TEMPLATE_COMBINES[combine].merge(scores, scale)
+
+
 def _video_status(row_exists: bool, has_embedding: bool) -> str:
     if has_embedding:
         return "evaluated"
@@ -107,20 +144,27 @@ def score_split(
     split_rows: list[dict],
     class_names: list[str],
     videos: dict[str, np.ndarray],
-    class_vectors: np.ndarray,
+    class_vectors: np.ndarray | list[np.ndarray],
     captions: dict[str, np.ndarray] | None,
     *,
     fusion: str,
     lam: float,
     topk: int,
     failure_policy: str,
+    combine: str = "embedding_mean",
+    scale: float = 100.0,
 ) -> tuple[list[dict], dict[str, Any]]:
-    """Score one split's videos; returns the score rows and the split's metrics."""
+    """Score one split's videos; returns the score rows and the split's metrics.
+
+    class_vectors: one [C, D] set, or one per name template (class_vector_sets), merged by
+    `combine`.
+    """
+    vector_sets = class_vectors if isinstance(class_vectors, list) else [class_vectors]
     from zsar.metrics import accuracy_metrics, rank_classes
 
     status = [_video_status(r["exists"], r["video_id"] in videos) for r in split_rows]
     evaluated = [r for r, s in zip(split_rows, status, strict=True) if s == "evaluated"]
-    dim = class_vectors.shape[1]
+    dim = vector_sets[0].shape[1]
     v = np.asarray([videos[r["video_id"]] for r in evaluated], dtype=np.float64).reshape(-1, dim)
     t = has_caption = None
     if captions is not None:
@@ -129,8 +173,9 @@ def score_split(
         t = np.asarray(
             [captions.get(r["video_id"], zero) for r in evaluated], dtype=np.float64
         ).reshape(-1, dim)
-    scores = score_videos(
-        v, class_vectors, captions=t, has_caption=has_caption, fusion=fusion, lam=lam
+    scores = score_with_templates(
+        v, vector_sets, combine=combine, scale=scale,
+        captions=t, has_caption=has_caption, fusion=fusion, lam=lam,
     )
     labels = np.asarray([r["class_id"] for r in evaluated], dtype=np.int64)
     valid = np.ones(len(evaluated), bool)
@@ -254,7 +299,8 @@ def run_scoring_stage(
                 (c for c in classes if c["split"] == split), key=lambda c: c["class_id"]
             )
         ]
-        class_vectors = split_class_vectors(class_texts, names, weights)
+        combine = params.get("combine", "embedding_mean")
+        class_vectors = class_vector_sets(class_texts, names, weights, combine)
         split_rows = sorted(
             (r for r in manifest if r["split"] == split), key=lambda r: r["video_id"]
         )
@@ -268,6 +314,8 @@ def run_scoring_stage(
             lam=params["lambda"] if variant.caption else 0.0,
             topk=params["topk"],
             failure_policy=params["failure_policy"],
+            combine=combine,
+            scale=float(params.get("scale", 100.0)),
         )
         all_rows += rows
         per_split[split] = metrics

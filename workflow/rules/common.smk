@@ -223,17 +223,26 @@ def explain_inputs(wildcards):
     return inputs
 
 
+def name_prompt(wildcards):
+    """The backbone's class-name protocol (templates, how they combine) as params."""
+    return PLAN.name_prompts[wildcards.backbone].as_params()
+
+
 def scoring_params(wildcards):
     """Only what changes this variant's scores: the weights of the kinds it uses, λ and the
-    fusion for a caption variant, top-k, the failure policy."""
+    fusion for a caption variant, top-k, the failure policy, and how the backbone's name
+    templates combine."""
     name, lam = parse_variant_run(wildcards.run, LAMBDAS)
     variant = VARIANTS[name]
     scoring = config["scoring"]
+    prompt = PLAN.name_prompts[wildcards.backbone]
     params = {
         "variant": name,
         "weights": kind_weights(variant.kinds, scoring["weights"]),
         "topk": scoring["topk"],
         "failure_policy": config["failure_policy"],
+        "combine": prompt.combine,
+        "scale": prompt.scale,
     }
     if variant.caption:
         params.update({"lambda": lam, "fusion": scoring["fusion"]})
@@ -251,6 +260,7 @@ def scoring_chain(wildcards):
         "frames": {**config["frames"], "code": code("frames")},
         "backbone": {
             **model_key("backbones", wildcards.backbone),
+            "name_prompt": name_prompt(wildcards),
             "code": {s: code(s) for s in ("embed_videos", "embed_class_names")},
         },
     }

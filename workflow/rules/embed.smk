@@ -63,6 +63,7 @@ rule embed_class_names:
         runtime=30,
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
+        prompt=name_prompt,
         code=code("embed_class_names"),
     script:
         "../scripts/embed_class_names.py"

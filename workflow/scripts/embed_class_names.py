@@ -4,10 +4,17 @@ from zsar.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed_text import run_class_name_stage
+    from zsar.embed_text import NamePrompt, run_class_name_stage
 
     backbone, provenance = job_backbone(smk)
-    run_class_name_stage(smk.input.classes, smk.output[0], backbone, provenance)
+    prompt = smk.params.prompt
+    provenance["name_prompt"] = prompt
+    run_class_name_stage(
+        smk.input.classes, smk.output[0], backbone,
+        NamePrompt(prompt["version"], tuple(prompt["templates"]), prompt["combine"],
+                   prompt["scale"]),
+        provenance,
+    )
 
 
 if __name__ == "__main__":
