@@ -72,7 +72,7 @@ def test_markdown_shows_mean_and_std_over_splits_and_the_settings():
     md = to_markdown(table_rows(records), footnote_lines(records))
     assert "| ucf101 | b16 | baseline |  |  | 3 | 50.0 ± 1.0 | 80.0 ± 2.0 | 45.0 ± 3.0 |" in md
     assert "| k400 | b16 | baseline |  |  | 1 | 50.0 | 80.0 | 45.0 |" in md  # one split: no ±
-    assert "- frames: 8 per video" in md and "b16 (open_clip: ViT-B-16 pretrained=openai)" in md
+    assert "- frames: 8 per view" in md and "b16 (open_clip: ViT-B-16 pretrained=openai)" in md
     assert "## Top-1 (%) per split" in md
     assert "| ucf101 | b16 | baseline | 50.0 | 50.0 | 50.0 |" in md
 
@@ -103,16 +103,17 @@ def test_csv_has_numeric_columns_in_fixed_order():
         "top1_mean", "top1_std",
     ]
     assert row.startswith("ucf101,b16,baseline,,,3,3,0.500000,0.010000,0.800000")
-    assert "top1_split3" in header and header.endswith("notes,config_hash")
+    assert "top1_split3" in header and header.endswith(
+        "notes,zero_shot,published_top1,published_delta,published_source,config_hash")
 
 
 def test_settings_that_differ_between_rows_name_the_rows():
     other = record(backbone="l14", provenance={**BASE["provenance"], "chain": {
         **CHAIN, "frames": {"num_frames": 16, "short_side": 256, "jpeg_quality": 90}}})
     lines = footnote_lines([record(), other])
-    assert "frames: 8 per video (TSN centre of each segment), short side 256 px, JPEG quality "\
-           "90 (rows ucf101/b16/baseline)" in lines
-    assert any(line.startswith("frames: 16 per video") and "ucf101/l14/baseline" in line
+    assert "frames: 8 per view (TSN centre of each segment), views 1x1 (clips x crops), short "\
+           "side 256 px, JPEG quality 90 (rows ucf101/b16/baseline)" in lines
+    assert any(line.startswith("frames: 16 per view") and "ucf101/l14/baseline" in line
                for line in lines)
 
 

@@ -133,6 +133,19 @@ def model_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in entry.items() if key not in uncached}
 
 
+def side_identity(section: str, entry: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """The identity as one side of a backbone sees it (`video` or `text`): without the fields
+    that change only the other side (`x-side` in the schema), so a new name prompt re-runs
+    no video embedding and a new frame pooling no class-name embedding."""
+    schema = _schema()
+    entry_schema = _resolve(schema, schema["properties"][section]["additionalProperties"])
+    other_side = {
+        name for name, prop in entry_schema["properties"].items()
+        if _resolve(schema, prop).get("x-side", side) != side
+    }
+    return {k: v for k, v in model_identity(section, entry).items() if k not in other_side}
+
+
 def fetch_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     """What fetch_model's download depends on: the identity without the fields a loader
     applies itself (`x-fetch-key: false`, e.g. preprocessing)."""

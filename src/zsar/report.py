@@ -277,9 +277,11 @@ def tables_html(
     records: Sequence[Mapping[str, Any]],
     left_out: Sequence[str] = (),
     warn_missing_share: float = 0.1,
+    references: Sequence[Any] = (),
 ) -> str:
-    """The benchmark table, the top-1 ablation pivot and the settings as one HTML page."""
-    rows = table_rows(records, warn_missing_share)
+    """The benchmark table, the top-1 ablation pivot, the published numbers beside the
+    baseline runs and the settings as one HTML page."""
+    rows = table_rows(records, warn_missing_share, references)
     numeric = set(range(COLUMNS.index("splits"), COLUMNS.index("notes")))
     full = html_table(
         [COLUMN_LABELS.get(c, c) for c in COLUMNS],
@@ -288,10 +290,12 @@ def tables_html(
     )
     header, pivot = ablation_pivot(records, "top1")
     settings = "".join(f"<li>{_esc(line)}</li>" for line in footnote_lines(records))
+    published = published_html(records, references)
     skipped = "".join(f"<li>{_esc(line)}</li>" for line in left_out)
     body = (
         "<h2>Ablation: top-1 accuracy (%), gain over baseline in points</h2>\n"
         + html_table(header, pivot, set(range(2, len(header))))
+        + published
         + "\n<h2>All runs</h2>\n"
         + full
         + f"\n<h2>Settings</h2>\n<ul class=\"muted\">{settings}</ul>"
@@ -466,19 +470,47 @@ def run_ablation_plot_stage(metrics_paths: Sequence[str], out_path: str, *, data
     save_figure(plot_ablation([read_json(p) for p in metrics_paths], dataset), out_path)
 
 
+def published_html(records: Sequence[Mapping[str, Any]], references: Sequence[Any]) -> str:
+    """zsar.tables.published_lines as HTML: the comparisons table and the ones not made."""
+    from zsar.references import comparisons
+
+    matched, not_compared = [], []
+    for rec in records:
+        for c in comparisons(rec, references):
+            if c.matched:
+                matched.append([rec["dataset"], rec["backbone"], f"{c.measured:.1f}",
+                                c.reference.published(), f"{c.delta:+.1f}", c.reference.source])
+            else:
+                why = "; ".join(c.differences) or "no result"
+                not_compared.append(f"{rec['dataset']}/{rec['backbone']} vs "
+                                    f"{c.reference.source}: not compared ({why})")
+    if not matched and not not_compared:
+        return ""
+    header = ["dataset", "backbone", "top-1 % (this run)", "published", "difference", "source"]
+    items = "".join(f"<li>{_esc(line)}</li>" for line in not_compared)
+    return (
+        "\n<h2>Published numbers beside the baseline runs</h2>\n"
+        + (html_table(header, matched, {2, 3, 4}) if matched else "")
+        + (f"\n<ul class=\"muted\">{items}</ul>" if items else "")
+    )
+
+
 def run_tables_html_stage(
     metrics_paths: Sequence[str],
     out_path: str,
     *,
     results_dir: str | None = None,
     warn_missing_share: float = 0.1,
+    references_path: str | None = None,
 ) -> None:
     """The tables page, of this run's records and every other one in `results_dir`."""
     from zsar.io import write_text
+    from zsar.references import load_references
     from zsar.tables import read_records, records_in
 
     records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
-    write_text(tables_html(records, left_out, warn_missing_share), out_path)
+    references = load_references(references_path)
+    write_text(tables_html(records, left_out, warn_missing_share, references), out_path)
 
 
 def middle_frames(frames_paths: Sequence[str], video_ids: Iterable[str]) -> dict[str, bytes]:

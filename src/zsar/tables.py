@@ -22,6 +22,7 @@ from typing import Any
 from zsar.method import VARIANTS
 from zsar.metrics import METRICS
 from zsar.provenance import config_hash
+from zsar.references import Reference, comparisons, run_protocol, seen_classes
 
 COLUMNS = (
     "dataset",
@@ -84,6 +85,8 @@ def missing_share(record: Mapping[str, Any]) -> float:
 def row_notes(record: Mapping[str, Any], warn_missing_share: float) -> list[str]:
     """Flags a reader must see beside the numbers."""
     notes = []
+    if seen_classes(record):
+        notes.append(f"not zero-shot: {record['backbone']} was trained on {record['dataset']}")
     share = missing_share(record)
     if share > warn_missing_share:
         notes.append(f"{100 * share:.0f}% of videos missing")
@@ -94,12 +97,15 @@ def row_notes(record: Mapping[str, Any], warn_missing_share: float) -> list[str]
 
 
 def table_rows(
-    records: Iterable[Mapping[str, Any]], warn_missing_share: float = 0.1
+    records: Iterable[Mapping[str, Any]],
+    warn_missing_share: float = 0.1,
+    references: Sequence[Reference] = (),
 ) -> list[dict[str, Any]]:
     """Flatten metrics records into rows with numeric columns, in a stable order."""
     rows = []
     for rec in sorted(records, key=row_key):
         counts = rec["counts"]
+        matched = [c for c in comparisons(rec, references) if c.matched]
         row = {
             "dataset": rec["dataset"],
             "backbone": rec["backbone"],
@@ -113,6 +119,10 @@ def table_rows(
             "excluded": counts.get("excluded", 0),
             "descriptor_fallbacks": rec.get("descriptor_fallbacks"),
             "notes": row_notes(rec, warn_missing_share),
+            "zero_shot": not seen_classes(rec),
+            "published_top1": matched[0].reference.top1 if matched else None,
+            "published_delta": matched[0].delta if matched else None,
+            "published_source": matched[0].reference.source if matched else None,
             "config_hash": (rec.get("provenance") or {}).get("config_hash"),
         }
         for metric in METRICS:
@@ -162,12 +172,25 @@ def chain_facts(record: Mapping[str, Any]) -> dict[str, str]:
     """topic -> this record's setting, in words (zsar.scoring records the chain)."""
     chain = record["provenance"]["chain"]
     frames = chain.get("frames") or {}
+    protocol = run_protocol(record)
+    backbone = chain.get("backbone") or {}
+    prompt = backbone.get("name_prompt") or {}
+    templates = len(prompt.get("templates") or [None])
     facts = {
         "frames": (
-            f"{frames.get('num_frames')} per video (TSN centre of each segment), short side "
-            f"{frames.get('short_side')} px, JPEG quality {frames.get('jpeg_quality')}"
+            f"{frames.get('num_frames')} per view (TSN centre of each segment), views "
+            f"{protocol['views']} (clips x crops), short side {frames.get('short_side')} px, "
+            f"JPEG quality {frames.get('jpeg_quality')}"
         ),
-        f"backbone {record['backbone']}": _describe_model(chain.get("backbone") or {}),
+        f"backbone {record['backbone']}": _describe_model(backbone),
+        f"protocol of {record['backbone']}": (
+            f"class-name prompt {protocol['name_prompt']!r}"
+            + (f" ({templates} templates, {prompt.get('combine')})" if templates > 1 else "")
+            + f", frame pooling {protocol['pooling']}"
+            + (f", trained on {', '.join(backbone['trained_on'])}"
+               if backbone.get("trained_on") else "")
+        ),
+        f"class names of {record['dataset']}": str(protocol["class_names"]),
     }
     if "captions" in chain:
         captions = chain["captions"]
@@ -278,13 +301,46 @@ def per_split_table(rows: Sequence[Mapping[str, Any]], metric: str = "top1") -> 
                            body)
 
 
+def published_lines(
+    records: Sequence[Mapping[str, Any]], references: Sequence[Reference]
+) -> list[str]:
+    """Each baseline run beside the published numbers of its backbone and dataset: the
+    difference where the protocols agree, else which protocol fields differ."""
+    body, not_compared = [], []
+    for rec in sorted(records, key=row_key):
+        for c in comparisons(rec, references):
+            label = f"{rec['dataset']}/{rec['backbone']}"
+            if c.matched:
+                body.append([rec["dataset"], rec["backbone"], f"{c.measured:.1f}",
+                             c.reference.published(), f"{c.delta:+.1f}", c.reference.source])
+            elif c.measured is None:
+                not_compared.append(f"{label} vs {c.reference.source}: no result")
+            else:
+                not_compared.append(
+                    f"{label} ({c.measured:.1f}) vs {c.reference.published()} "
+                    f"({c.reference.source}): not compared, the protocols differ in "
+                    + "; ".join(c.differences)
+                )
+    if not body and not not_compared:
+        return []
+    lines = ["## Published numbers beside the baseline runs", ""]
+    if body:
+        header = ["dataset", "backbone", "top-1 % (this run)", "published", "difference",
+                  "source"]
+        lines += [*_markdown_table(header, body), ""]
+    lines += [f"- {line}" for line in not_compared]
+    return lines if lines[-1] else lines[:-1]
+
+
 def to_markdown(
     rows: list[dict[str, Any]],
     footnotes: Sequence[str],
     records: Iterable[Mapping[str, Any]] = (),
     left_out: Sequence[str] = (),
+    references: Sequence[Reference] = (),
 ) -> str:
-    """The full table, the per-split numbers, then (given the records) the top-1 pivot."""
+    """The full table, the per-split numbers, then (given the records) the top-1 pivot and
+    the published numbers."""
     lines = ["# zsar results", ""]
     lines += _markdown_table(list(COLUMNS), [[display_cell(r, c) for c in COLUMNS] for r in rows])
     split_lines = per_split_table(rows)
@@ -295,6 +351,9 @@ def to_markdown(
         header, body = ablation_pivot(records, "top1")
         lines += ["", "## Ablation: top-1 (%), gain over baseline in points", ""]
         lines += _markdown_table(header, body)
+        published = published_lines(records, references)
+        if published:
+            lines += ["", *published]
     lines += ["", "## Settings", "", *(f"- {line}" for line in footnotes)]
     if left_out:
         lines += ["", "## Left out", "", *(f"- {line}" for line in left_out)]
@@ -307,7 +366,8 @@ def csv_fields(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
     fields += sorted({k for r in rows for k in r if "_split" in k},
                      key=lambda k: (METRICS.index(k.split("_split")[0]), int(k.rsplit("t", 1)[1])))
-    fields += ["evaluated", "missing", "excluded", "descriptor_fallbacks", "notes", "config_hash"]
+    fields += ["evaluated", "missing", "excluded", "descriptor_fallbacks", "notes", "zero_shot",
+               "published_top1", "published_delta", "published_source", "config_hash"]
     return fields
 
 
@@ -357,11 +417,16 @@ def to_latex(rows: list[dict[str, Any]], footnotes: Sequence[str]) -> str:
     ]
     for row in rows:
         cells = [_latex_escape(display_cell(row, c)).replace("±", r"$\pm$") for c in columns]
+        if not row["zero_shot"]:
+            cells[0] += r"$^{*}$"
         lines.append(" & ".join(cells) + r" \\")
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        r"\caption{Zero-shot action recognition. " + _latex_escape(" ".join(footnotes)) + "}",
+        r"\caption{Zero-shot action recognition. "
+        + (r"$^{*}$Not zero-shot: the backbone was trained on this dataset's classes. "
+           if any(not row["zero_shot"] for row in rows) else "")
+        + _latex_escape(" ".join(footnotes)) + "}",
         r"\end{table}",
         "",
     ]
@@ -405,13 +470,16 @@ def run_tables_stage(
     tex: str,
     results_dir: str | None = None,
     warn_missing_share: float = 0.1,
+    references_path: str | None = None,
 ) -> None:
     """The tables of these records (this run's and those other commands left in `results_dir`)."""
     from zsar.io import write_text
+    from zsar.references import load_references
 
+    references = load_references(references_path)
     records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
-    rows = table_rows(records, warn_missing_share)
+    rows = table_rows(records, warn_missing_share, references)
     footnotes = footnote_lines(records)
-    write_text(to_markdown(rows, footnotes, records, left_out), md)
+    write_text(to_markdown(rows, footnotes, records, left_out, references), md)
     write_text(to_csv(rows), csv)
     write_text(to_latex(rows, footnotes), tex)

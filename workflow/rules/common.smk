@@ -17,12 +17,14 @@ from zsar.config import ConfigError, lambdas, validate_config
 from zsar.method import VARIANTS, kind_weights
 from zsar.plan import parse_variant_run, preflight, resolve_run, variant_runs
 from zsar.provenance import code_version
+from zsar.references import ReferenceFileError, load_references
 from zsar.registry import (
     backend_of,
     fetch_identity,
     get_entry,
     model_identity,
     ready_path,
+    side_identity,
 )
 
 try:
@@ -84,10 +86,22 @@ def model_key(section, name):
     return key
 
 
+def side_model_key(name, side):
+    """A backbone's key for its video or text jobs: a field of one side only (`x-side` in
+    the registry schema: preprocessing and pooling, the name prompt) re-runs that side."""
+    entry = registry_entry("backbones", name)
+    key = side_identity("backbones", entry, side)
+    if entry.get("base"):
+        key["base"] = side_model_key(entry["base"], side)
+    return key
+
+
 def text_model_key(name):
-    """A backbone's key for its text-side jobs: image preprocessing cannot change a text
-    embedding, so editing it re-runs the video embeddings only."""
-    return {k: v for k, v in model_key("backbones", name).items() if k != "preprocess"}
+    return side_model_key(name, "text")
+
+
+def video_model_key(name):
+    return side_model_key(name, "video")
 
 
 def fetch_key(name):
@@ -261,6 +275,8 @@ def scoring_chain(wildcards):
         "backbone": {
             **model_key("backbones", wildcards.backbone),
             "name_prompt": name_prompt(wildcards),
+            # Not a cache key (it changes no embedding), but what marks a result not zero-shot.
+            "trained_on": registry_entry("backbones", wildcards.backbone).get("trained_on", []),
             "code": {s: code(s) for s in ("embed_videos", "embed_class_names")},
         },
     }
@@ -301,6 +317,19 @@ def all_metrics():
         backbone=PLAN.backbones,
         run=RUNS,
     )
+
+
+def reference_results():
+    """The published-numbers file, checked when the workflow is parsed so that a malformed
+    one stops the run before any job rather than at its last."""
+    path = config["reference_results"]
+    if not path:
+        return []
+    try:
+        load_references(path)
+    except ReferenceFileError as err:
+        raise WorkflowError(f"zsar config error: reference_results: {err}") from None
+    return path
 
 
 def records_on_disk():

@@ -22,7 +22,7 @@ rule embed_videos:
         mem_mb=16000,
         runtime=120,
     params:
-        backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
+        backbone=lambda wildcards: video_model_key(wildcards.backbone),
         code=code("embed_videos"),
     script:
         "../scripts/embed_videos.py"

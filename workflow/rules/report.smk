@@ -3,7 +3,8 @@
 
 rule tables:
     input:
-        all_metrics(),
+        metrics=all_metrics(),
+        references=reference_results(),
     output:
         md=report(
             "results/tables/results.md",
@@ -53,7 +54,8 @@ rule explain:
 
 rule report_tables_html:
     input:
-        all_metrics(),
+        metrics=all_metrics(),
+        references=reference_results(),
     output:
         report(
             "results/report/tables.html",

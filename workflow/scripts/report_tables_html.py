@@ -7,9 +7,10 @@ def main(smk) -> None:
     from zsar.report import run_tables_html_stage
 
     run_tables_html_stage(
-        [*smk.input, *smk.params.records],
+        [*smk.input.metrics, *smk.params.records],
         smk.output[0],
         warn_missing_share=smk.params.warn_missing_share,
+        references_path=smk.input.references or None,
     )
 
 

@@ -7,11 +7,12 @@ def main(smk) -> None:
     from zsar.tables import run_tables_stage
 
     run_tables_stage(
-        [*smk.input, *smk.params.records],
+        [*smk.input.metrics, *smk.params.records],
         md=smk.output.md,
         csv=smk.output.csv,
         tex=smk.output.tex,
         warn_missing_share=smk.params.warn_missing_share,
+        references_path=smk.input.references or None,
     )
 
 

@@ -1,0 +1,164 @@
+"""Published numbers beside ours: config/reference_results.yaml, matched to runs by protocol.
+
+A reference is a published zero-shot top-1 (mean ± std over splits) of one backbone on one
+dataset, with its source and the protocol it was measured under. A run's protocol is read
+from its metrics record's provenance chain (`run_protocol`); the two are set side by side
+only where every protocol field agrees. Otherwise the tables say which fields differ, so a
+number measured one way is never set beside one measured another way.
+
+Only a run of the `baseline` variant (the class name alone, no caption) is compared: the
+published numbers are those of the bare models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The protocol fields, in the order a mismatch is told, with what each means in words.
+PROTOCOL_FIELDS = {
+    "lists": "split lists (the adapter that reads them)",
+    "splits": "splits averaged",
+    "class_names": "class names",
+    "name_prompt": "class-name prompt",
+    "frames": "frames per view",
+    "sampling": "frame sampling",
+    "views": "views (clips x crops)",
+    "pooling": "frame pooling",
+}
+COMPARED_VARIANT = "baseline"
+# What a run of this zsar does where its record predates a field (the defaults then).
+FRAME_SAMPLING = "tsn"
+
+
+class ReferenceFileError(ValueError):
+    """A malformed reference file; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    backbone: str
+    dataset: str
+    top1: float  # percent
+    std: float | None
+    source: str
+    protocol: dict[str, Any]
+
+    def published(self) -> str:
+        return f"{self.top1:.1f}" + ("" if self.std is None else f" ± {self.std:.1f}")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    reference: Reference
+    measured: float | None  # percent
+    differences: tuple[str, ...]  # empty: the protocols agree
+
+    @property
+    def matched(self) -> bool:
+        return not self.differences and self.measured is not None
+
+    @property
+    def delta(self) -> float | None:
+        return self.measured - self.reference.top1 if self.matched else None
+
+
+# --- the pure core --------------------------------------------------------------------------
+
+
+def views_label(frames: Mapping[str, Any]) -> str:
+    views = frames.get("views") or {}
+    return f"{views.get('clips', 1)}x{views.get('crops', 1)}"
+
+
+def run_protocol(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol a metrics record was made under, in the reference file's terms."""
+    chain = record["provenance"]["chain"]
+    dataset, frames, backbone = (chain.get(k) or {} for k in ("dataset", "frames", "backbone"))
+    prompt = backbone.get("name_prompt") or {}
+    return {
+        "lists": dataset.get("adapter"),
+        "splits": list(dataset.get("splits") or []),
+        "class_names": dataset.get("class_names", "words"),
+        "name_prompt": prompt.get("version", "{}"),
+        "frames": frames.get("num_frames"),
+        "sampling": frames.get("sampling", FRAME_SAMPLING),
+        "views": views_label(frames),
+        "pooling": backbone.get("pooling", "normalise_then_mean"),
+    }
+
+
+def protocol_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """Each field where the run and the reference differ, in words."""
+    return [
+        f"{words}: this run {ours.get(field)!r}, published {theirs[field]!r}"
+        for field, words in PROTOCOL_FIELDS.items()
+        if field in theirs and ours.get(field) != theirs[field]
+    ]
+
+
+def comparisons(
+    record: Mapping[str, Any], references: Sequence[Reference]
+) -> list[Comparison]:
+    """The references of this record's backbone and dataset, each matched or not."""
+    if record.get("variant") != COMPARED_VARIANT:
+        return []
+    ours = run_protocol(record)
+    top1 = (record.get("mean") or {}).get("top1")
+    measured = None if top1 is None else 100 * top1
+    return [
+        Comparison(ref, measured, tuple(protocol_differences(ours, ref.protocol)))
+        for ref in references
+        if ref.backbone == record["backbone"] and ref.dataset == record["dataset"]
+    ]
+
+
+def seen_classes(record: Mapping[str, Any]) -> bool:
+    """True where the backbone was trained on the dataset's classes (not zero-shot)."""
+    backbone = record["provenance"]["chain"].get("backbone") or {}
+    return record["dataset"] in (backbone.get("trained_on") or ())
+
+
+# --- the I/O edge -----------------------------------------------------------------------------
+
+
+def _reference(entry: Any, where: str) -> Reference:
+    if not isinstance(entry, Mapping):
+        raise ReferenceFileError(f"{where}: expected a mapping, got {type(entry).__name__}")
+    missing = [k for k in ("backbone", "dataset", "top1", "source", "protocol") if k not in entry]
+    if missing:
+        raise ReferenceFileError(f"{where}: lacks {', '.join(missing)}")
+    protocol = entry["protocol"]
+    unknown = sorted(set(protocol) - set(PROTOCOL_FIELDS)) if isinstance(protocol, Mapping) else []
+    if not isinstance(protocol, Mapping) or unknown:
+        raise ReferenceFileError(
+            f"{where}.protocol: unknown field(s) {unknown}; known: {', '.join(PROTOCOL_FIELDS)}"
+        )
+    try:
+        top1 = float(entry["top1"])
+        std = None if entry.get("std") is None else float(entry["std"])
+    except (TypeError, ValueError):
+        raise ReferenceFileError(f"{where}: top1 and std must be numbers (percent)") from None
+    return Reference(
+        str(entry["backbone"]), str(entry["dataset"]), top1, std, str(entry["source"]),
+        dict(protocol),
+    )
+
+
+def load_references(path: str | os.PathLike | None) -> list[Reference]:
+    """The reference file's entries (none where no file is configured)."""
+    if not path:
+        return []
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ReferenceFileError(f"{path}: {err}") from None
+    entries = data.get("references") if isinstance(data, Mapping) else None
+    if not isinstance(entries, list):
+        raise ReferenceFileError(f"{path}: expected a `references:` list")
+    return [_reference(e, f"{path}: references[{i}]") for i, e in enumerate(entries)]
