@@ -2,8 +2,10 @@
 
 Video side: DataLoader worker processes read the frames shard in blocks of a few videos
 (worker w of n takes blocks w, w+n, ..., so even a one-row-group shard keeps every worker
-busy and blocks come back in shard order), decode the JPEGs and run the PIL steps of the
-backbone's transform (resize, crop). They send uint8 frames; the main process packs them
+busy and blocks come back in shard order). On the CPU they decode the JPEGs and run the PIL
+steps of the backbone's transform (resize, crop) and send uint8 frames; on a GPU they send
+the JPEG bytes, and the main process decodes and resizes each block on the card
+(zsar.device_frames, FRAME_PATHS). Either way the main process packs the uint8 frames
 into passes of exactly `batch_frames` frames, turns each pass into normalised floats on
 the model's device (bit-identical to the transform's ToTensor + Normalize) and encodes
 it while the workers prepare the next blocks. On CUDA the workers' blocks arrive in
@@ -40,6 +42,11 @@ VIDEO_EMBEDDING_SCHEMA = pa.schema(
 # card. On the CPU, passes of 64 encode fastest: ViT-B/32 on 2 cores gave 21.0 frames/s
 # at 64 and 18.7 at 256, whose activations no longer fit in the caches.
 BATCH_FRAMES = {"cuda": 512, "cpu": 64}
+# Where JPEG frames are decoded and resized, by device type. On a GPU, in batches on the card
+# (nvJPEG and tensor resizing): the CPU stays free for the decode pool, and the pixels are
+# within one grey level of PIL's. On the CPU, in the DataLoader workers with PIL: the
+# transform's exact pixels.
+FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
 # The class-name prompt of ViFi-CLIP's zero-shot protocol: the bare class name.
 NAME_PROMPT = "{}"
 
@@ -108,7 +115,9 @@ def uint8_frames(images: list, pil_steps: Callable):
 def normalise_frames(pixels, split: SplitTransform, device: str, out=None):
     """uint8 [N, 3, H, W] -> the float32 tensor ToTensor + Normalize would give, on `device`.
 
-    `out`, a float32 tensor on `device` with at least N rows, is reused instead of a new one.
+    `split` is anything with the Normalize's `mean` and `std` (a SplitTransform, or
+    zsar.device_frames.DevicePreprocess). `out`, a float32 tensor on `device` with at least
+    N rows, is reused instead of a new one.
     """
     import torch
 
@@ -152,15 +161,13 @@ def _decode_jpegs(jpegs: list[bytes]) -> list:
     return [_decode_jpeg(b) for b in jpegs]
 
 
-def _frames_dataset(shard_path: str, transform, block_videos: int):
-    """An IterableDataset of blocks: (video_ids, frames per video, pixels of all their frames).
+def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable):
+    """An IterableDataset of blocks: (video_ids, frames per video, prepare(JPEGs per video)).
 
     Worker w of n takes blocks w, w+n, ...; the DataLoader asks the workers in turn, so
     blocks come back in shard order whatever the number of workers.
     """
     import torch
-
-    split = split_transform(transform)
 
     class FramesShard(torch.utils.data.IterableDataset):
         def __iter__(self):
@@ -174,16 +181,39 @@ def _frames_dataset(shard_path: str, transform, block_videos: int):
                     cached = (group, parquet.read_row_group(group, columns=["video_id", "jpeg"]))
                 table = cached[1].slice(start, end - start)
                 video_ids = table.column("video_id").to_pylist()
-                images = [_decode_jpegs(jpegs) for jpegs in table.column("jpeg").to_pylist()]
-                counts = [len(frames) for frames in images]
-                flat = [image for frames in images for image in frames]
-                if split is not None:
-                    pixels = uint8_frames(flat, split.pil)
-                else:
-                    pixels = torch.stack([transform(image) for image in flat])
-                yield video_ids, counts, pixels
+                jpegs = table.column("jpeg").to_pylist()
+                yield video_ids, [len(frames) for frames in jpegs], prepare(jpegs)
 
-    return FramesShard(), split
+    return FramesShard()
+
+
+def _frames_dataset(shard_path: str, transform, block_videos: int):
+    """Blocks of pixels: workers decode the JPEGs and run the transform's PIL steps.
+
+    With a split transform the pixels are uint8 (normalised later, per pass); otherwise
+    they are the transform's own output.
+    """
+    import torch
+
+    split = split_transform(transform)
+
+    def pixels(jpegs: list[list[bytes]]):
+        flat = [image for frames in jpegs for image in _decode_jpegs(frames)]
+        if split is not None:
+            return uint8_frames(flat, split.pil)
+        return torch.stack([transform(image) for image in flat])
+
+    return _shard_blocks_dataset(shard_path, block_videos, pixels), split
+
+
+def _jpeg_dataset(shard_path: str, block_videos: int):
+    """Blocks of JPEG bytes, one buffer per block, for decoding on the model's device."""
+    from zsar.device_frames import jpeg_buffer
+
+    def buffer(jpegs: list[list[bytes]]):
+        return jpeg_buffer([jpeg for frames in jpegs for jpeg in frames])
+
+    return _shard_blocks_dataset(shard_path, block_videos, buffer)
 
 
 class FrameBatcher:
@@ -263,6 +293,24 @@ def default_batch_frames(device) -> int:
     return BATCH_FRAMES.get(kind, BATCH_FRAMES["cpu"])
 
 
+def frame_path(backbone, requested: str | None = None) -> str:
+    """Where JPEG frames become model input: FRAME_PATHS by device unless `requested`.
+
+    A backbone whose preprocessing has no tensor form (e.g. lanczos) stays on the workers.
+    """
+    from zsar.device_frames import device_preprocess
+
+    kind = str(backbone.device).split(":")[0]
+    path = requested or FRAME_PATHS.get(kind, "workers")
+    if path not in ("workers", "device"):
+        raise ValueError(f"frame path must be 'workers' or 'device', not '{path}'")
+    if path == "device" and device_preprocess(backbone.preprocess_cfg) is None:
+        log.info("%s: preprocessing %s has no tensor form; decoding in workers",
+                 backbone.name, backbone.preprocess_cfg)  # fmt: skip
+        return "workers"
+    return path
+
+
 def iter_video_embeddings(
     shard_path: str | Path,
     backbone,
@@ -270,17 +318,37 @@ def iter_video_embeddings(
     batch_frames: int | None = None,
     workers: int = 0,
     block_videos: int = 8,
+    frames_on: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (video_id, embedding, num_frames) for every video of a frames shard, in order.
 
-    Workers decode and preprocess blocks of `block_videos` videos while the model encodes
-    passes of exactly `batch_frames` frames (the last one may be smaller; default: by
-    device, BATCH_FRAMES).
+    Workers read blocks of `block_videos` videos while the model encodes passes of exactly
+    `batch_frames` frames (the last one may be smaller; default: by device, BATCH_FRAMES).
+    `frames_on` says where the JPEGs are decoded and resized (default by device,
+    FRAME_PATHS): "workers", in the worker processes with PIL (the transform's exact
+    pixels), or "device", in batches on the model's device (zsar.device_frames).
     """
     import torch
 
-    dataset, split = _frames_dataset(str(shard_path), backbone.transform, block_videos)
     on_cuda = str(backbone.device).startswith("cuda")
+    path = frame_path(backbone, frames_on)
+    if path == "device":
+        from zsar.device_frames import decode_jpegs, device_preprocess, resize_frames
+
+        pp = device_preprocess(backbone.preprocess_cfg)
+        dataset = _jpeg_dataset(str(shard_path), block_videos)
+        norm: Any = pp
+
+        def to_pixels(block):
+            return resize_frames(decode_jpegs(*block, backbone.device), pp)
+    else:
+        dataset, norm = _frames_dataset(str(shard_path), backbone.transform, block_videos)
+
+        def to_pixels(block):
+            # On CUDA, copy each block as it arrives (uint8, from pinned memory), overlapping
+            # the wait for the next one; the pass then runs on frames already on the GPU.
+            return block.to(backbone.device, non_blocking=True) if on_cuda else block
+
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -294,20 +362,16 @@ def iter_video_embeddings(
     reused: list[Any] = []  # the float32 pass, allocated once, like the batcher's staging
 
     def encode(pixels) -> np.ndarray:
-        if split is not None:
+        if norm is not None:
             out = reused[0] if reused else None
-            pixels = normalise_frames(pixels, split, backbone.device, out=out)
+            pixels = normalise_frames(pixels, norm, backbone.device, out=out)
             if not reused:
                 reused.append(pixels)
         return backbone.encode_images(pixels).numpy()
 
     batcher = FrameBatcher(batch_frames or default_batch_frames(backbone.device), encode)
-    for video_ids, counts, pixels in loader:
-        if on_cuda:
-            # Copy each block as it arrives (uint8, from pinned memory), overlapping the
-            # wait for the next one; the pass then runs on frames already on the GPU.
-            pixels = pixels.to(backbone.device, non_blocking=True)
-        yield from batcher.feed(video_ids, counts, pixels)
+    for video_ids, counts, block in loader:
+        yield from batcher.feed(video_ids, counts, to_pixels(block))
     yield from batcher.finish()
 
 
@@ -320,6 +384,7 @@ def run_video_embedding_stage(
     workers: int = 0,
     provenance: Mapping[str, Any] | None = None,
     progress=None,
+    frames_on: str | None = None,
 ) -> int:
     """Embed every video of a frames shard and stream the rows to `out_path`."""
     from tqdm import tqdm
@@ -329,7 +394,11 @@ def run_video_embedding_stage(
     rows: list[dict[str, Any]] = []
     with ParquetStreamWriter(out_path, VIDEO_EMBEDDING_SCHEMA, provenance) as writer:
         for video_id, vector, count in iter_video_embeddings(
-            frames_shard, backbone, batch_frames=batch_frames, workers=workers
+            frames_shard,
+            backbone,
+            batch_frames=batch_frames,
+            workers=workers,
+            frames_on=frames_on,
         ):
             rows.append(
                 {"video_id": video_id, "vector": vector.astype(np.float32), "num_frames": count}
