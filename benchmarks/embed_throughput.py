@@ -322,7 +322,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import logging
 
-    # zsar before torch: importing zsar sets torch's OpenMP wait policy (zsar/__init__.py).
     from zsar.embed import default_batch_frames, frame_path
 
     logging.basicConfig(level=logging.WARNING)

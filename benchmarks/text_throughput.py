@@ -48,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=256, help="the stages' batch size")
     args = parser.parse_args(argv)
 
-    # zsar before torch (it sets torch's OpenMP wait policy); embed_throughput imports torch
-    # only inside its functions.
     from embed_throughput import load_random_backbone
 
     from zsar.embed import embed_text_records

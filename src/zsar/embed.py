@@ -21,6 +21,7 @@ import collections
 import io
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,7 +163,8 @@ def _decode_jpegs(jpegs: list[bytes]) -> list:
 
 
 def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable):
-    """An IterableDataset of blocks: (video_ids, frames per video, prepare(JPEGs per video)).
+    """An IterableDataset of blocks: (video_ids, frames per video, prepare(JPEGs per video),
+    CPU seconds the block took to read and prepare).
 
     Worker w of n takes blocks w, w+n, ...; the DataLoader asks the workers in turn, so
     blocks come back in shard order whatever the number of workers.
@@ -177,12 +179,15 @@ def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable)
             sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
             cached: tuple[int, Any] = (-1, None)
             for group, start, end in shard_blocks(sizes, block_videos)[worker::workers]:
+                started = time.process_time()
                 if cached[0] != group:  # consecutive blocks of one worker often share a group
                     cached = (group, parquet.read_row_group(group, columns=["video_id", "jpeg"]))
                 table = cached[1].slice(start, end - start)
                 video_ids = table.column("video_id").to_pylist()
                 jpegs = table.column("jpeg").to_pylist()
-                yield video_ids, [len(frames) for frames in jpegs], prepare(jpegs)
+                payload = prepare(jpegs)
+                busy = time.process_time() - started
+                yield video_ids, [len(frames) for frames in jpegs], payload, busy
 
     return FramesShard()
 
@@ -311,6 +316,62 @@ def frame_path(backbone, requested: str | None = None) -> str:
     return path
 
 
+def encoder_threads(decode_fps: float, encode_fps: float, threads: int, workers: int) -> int:
+    """Intra-op threads for the encoding process when its decode workers share the CPU.
+
+    `encode_fps` is the encoder's rate with the workers' cores left to them (threads -
+    workers threads, at least one), `decode_fps` what the workers decode together. If the
+    encoder keeps up that way, decoding is the limit and the encoder stays there: more
+    threads would compete with busy workers, stall at every operation's barrier and spin in
+    between (with the tiny CLIP on 2 cores, 2-7 times the stage's wall time;
+    benchmarks/RESULTS.md). Otherwise encoding is the limit, the workers are mostly idle,
+    and it takes all `threads`.
+    """
+    reduced = max(1, threads - workers)
+    return reduced if encode_fps >= decode_fps else threads
+
+
+class _ThreadBalance:
+    """Chooses the encoding process's threads once, after its first pass.
+
+    The first pass runs with the workers' cores left to them, which makes its timing a fair
+    measure of the encoder at that count; the workers report the CPU seconds each block
+    took, a measure of their rate that waiting does not distort. `restore` puts the
+    process's thread count back.
+    """
+
+    def __init__(self, workers: int):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self.workers = workers
+        self.block_frames = 0
+        self.block_seconds = 0.0
+        self.decided = False
+        torch.set_num_threads(max(1, self.threads - workers))
+
+    def block_done(self, frames: int, cpu_seconds: float) -> None:
+        self.block_frames += frames
+        self.block_seconds += cpu_seconds
+
+    def pass_done(self, frames: int, seconds: float) -> None:
+        import torch
+
+        if self.decided or not self.block_seconds or not seconds:
+            return
+        self.decided = True
+        decode_fps = min(self.workers, self.threads) * self.block_frames / self.block_seconds
+        threads = encoder_threads(decode_fps, frames / seconds, self.threads, self.workers)
+        log.info("workers decode %.0f frames/s, the encoder runs %.0f: %d encoding thread(s)",
+                 decode_fps, frames / seconds, threads)  # fmt: skip
+        torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
 def iter_video_embeddings(
     shard_path: str | Path,
     backbone,
@@ -360,19 +421,31 @@ def iter_video_embeddings(
     )
 
     reused: list[Any] = []  # the float32 pass, allocated once, like the batcher's staging
+    # On a CPU shared with decode workers, the thread count follows which side is the limit.
+    balance = _ThreadBalance(workers) if workers and str(backbone.device) == "cpu" else None
 
     def encode(pixels) -> np.ndarray:
+        started = time.perf_counter()
         if norm is not None:
             out = reused[0] if reused else None
             pixels = normalise_frames(pixels, norm, backbone.device, out=out)
             if not reused:
                 reused.append(pixels)
-        return backbone.encode_images(pixels).numpy()
+        embeddings = backbone.encode_images(pixels).numpy()
+        if balance is not None:
+            balance.pass_done(len(pixels), time.perf_counter() - started)
+        return embeddings
 
     batcher = FrameBatcher(batch_frames or default_batch_frames(backbone.device), encode)
-    for video_ids, counts, block in loader:
-        yield from batcher.feed(video_ids, counts, to_pixels(block))
-    yield from batcher.finish()
+    try:
+        for video_ids, counts, block, cpu_seconds in loader:
+            if balance is not None:
+                balance.block_done(sum(counts), cpu_seconds)
+            yield from batcher.feed(video_ids, counts, to_pixels(block))
+        yield from batcher.finish()
+    finally:
+        if balance is not None:
+            balance.restore()
 
 
 def run_video_embedding_stage(
