@@ -7,6 +7,8 @@
 #
 # --device cuda (default), full size, at most 8 minutes on one H100/H200 (each step has its
 #   own time limit; see STEPS below):
+#   0. tests/test_device_frames.py on the GPU: the device JPEG path against PIL's
+#      (benchmarks/device_equivalence.py);
 #   1. embedding, ViT-B/16 and ViT-L/14 at random init, fp16 weights: 512 K400-like clips,
 #      8 frames, 16 decode workers; the decode pool alone against the frames + embedding
 #      stages (benchmarks/embed_throughput.py);
@@ -124,13 +126,15 @@ CPUS=$(nproc 2>/dev/null || echo 1)
 B=benchmarks
 if [ "$DEVICE" = cuda ] && [ "$QUICK" = 0 ]; then
     # name | time limit (s) | command. Expected on an H100 from the reference figures:
-    # embedding 40-60 s each (model init, 2 x 512 clips through the pool at ~100 videos/s),
-    # captions ~2 min (7B init on the GPU in seconds; 8 single videos at ~0.2/s, 2 batches of
-    # 16 and of 64), text ~20 s. The limits add up to 7.5 min.
+    # the device path's equivalence tests ~30 s; embedding 40-60 s each (imports, model init,
+    # 2 x 512 clips through the pool at ~100 videos/s); captions ~2 min (the 7B model is
+    # built on the GPU in bf16 in seconds; 8 single videos at ~0.2/s, 2 batches of 16 and
+    # 2 of 64); text ~20 s. The limits add up to 7.8 min.
     STEPS=(
-        "embed-vit-b-16|100|$B/embed_throughput.py --device cuda --arch ViT-B-16 --workers 16 --videos 512 --skip-naive @CLIPS@"
-        "embed-vit-l-14|120|$B/embed_throughput.py --device cuda --arch ViT-L-14 --workers 16 --videos 512 --skip-naive @CLIPS@"
-        "captions|190|$B/caption_throughput.py --device cuda --batch 16,64"
+        "equivalence|50|$B/device_equivalence.py"
+        "embed-vit-b-16|90|$B/embed_throughput.py --device cuda --arch ViT-B-16 --workers 16 --videos 512 --skip-naive @CLIPS@"
+        "embed-vit-l-14|110|$B/embed_throughput.py --device cuda --arch ViT-L-14 --workers 16 --videos 512 --skip-naive @CLIPS@"
+        "captions|180|$B/caption_throughput.py --device cuda --batch 16,64"
         "text|40|$B/text_throughput.py --device cuda --arch ViT-B-16 --texts 16384"
     )
 elif [ "$QUICK" = 1 ]; then
@@ -149,7 +153,7 @@ else
 fi
 
 # First words of each harness's machine-readable line(s).
-LINE_KEYS='^(embed_vs_decode_bound|batched_vs_single|texts_per_s)='
+LINE_KEYS='^(embed_vs_decode_bound|batched_vs_single|texts_per_s|device_equivalence)='
 started=$SECONDS
 failed=0
 : >"$OUT/lines.txt"

@@ -39,6 +39,9 @@ from zsar.frames import FRAMES_SCHEMA
 # a unit vector lie in [-1, 1]. Two embeddings closer than that per component are the same
 # embedding as far as an fp16 model can tell.
 FP16_TOLERANCE = 2.0**-10
+# The CPU always; a GPU too where there is one (nvJPEG's IDCT is not libjpeg's, and the model
+# runs with fp16 weights there).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _jpeg_frame(rng, height: int, width: int) -> bytes:
@@ -94,13 +97,15 @@ def test_configs_without_a_tensor_form_stay_on_the_cpu_path():
         {"size": 384, "resize_mode": "squash"},  # enlarging
     ],
 )
-def test_device_pixels_are_within_two_grey_levels_of_pil(jpegs, cfg):
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_pixels_are_within_two_grey_levels_of_pil(jpegs, cfg, device):
     expected = _pil_pixels(jpegs, cfg).int()
-    got = jpegs_to_pixels(jpegs, device_preprocess(cfg), "cpu")
+    got = jpegs_to_pixels(jpegs, device_preprocess(cfg), device)
     assert got.dtype == torch.uint8 and got.shape == expected.shape
-    diff = (got.int() - expected).abs()
+    assert got.device.type == device
+    diff = (got.cpu().int() - expected).abs()
     assert diff.max() <= 2
-    assert (diff > 0).float().mean() < 0.05  # measured: 0.2 % to 2.5 % of the values
+    assert (diff > 0).float().mean() < 0.05  # measured on the CPU: 0.2 % to 2.5 % of values
 
 
 def test_device_model_input_matches_the_transforms_normalisation(jpegs):
@@ -115,25 +120,36 @@ def test_device_model_input_matches_the_transforms_normalisation(jpegs):
 # ---------------------------------------------------------------- video embeddings
 
 
-@pytest.fixture(scope="module")
-def backbone_224(tmp_path_factory):
-    """A tiny random open_clip at 224 px (the real resize from 256), loaded as fetched ones are."""
+@pytest.fixture(scope="module", params=DEVICES)
+def backbone_224(request, tmp_path_factory):
+    """A tiny random open_clip at 224 px (the real resize from 256), loaded as fetched ones are
+    (fp32 on the CPU, fp16 weights on a GPU)."""
     resources = tmp_path_factory.mktemp("resources")
     spec = {
         "seed": 0,
         "model_cfg": {
             "embed_dim": 64,
-            "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32,
-                           "patch_size": 32},  # fmt: skip
-            "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2,
-                         "layers": 2},  # fmt: skip
+            "vision_cfg": {
+                "image_size": 224,
+                "layers": 2,
+                "width": 64,
+                "head_width": 32,
+                "patch_size": 32,
+            },  # fmt: skip
+            "text_cfg": {
+                "context_length": 32,
+                "vocab_size": 49408,
+                "width": 64,
+                "heads": 2,
+                "layers": 2,
+            },  # fmt: skip
         },
         "preprocess_cfg": {"interpolation": "bicubic", "resize_mode": "shortest"},
     }
     folder = resources / "models" / "tiny-224"
     build_tiny_open_clip(spec, folder)
     (folder / READY_FILE).write_text("{}")
-    return load_backbone({"name": "tiny-224", "loader": "open_clip"}, resources, "cpu")
+    return load_backbone({"name": "tiny-224", "loader": "open_clip"}, resources, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +180,10 @@ def test_device_path_embeddings_equal_the_pil_paths_within_fp16_tolerance(
     pil = _embeddings(frames_shard, backbone_224, "workers")
     device = _embeddings(frames_shard, backbone_224, "device")
     gap = np.abs(device - pil).max()
+    if backbone_224.device != "cpu":
+        # fp16 weights on both sides: each carries fp16 rounding, so allow twice that.
+        assert gap <= 2 * FP16_TOLERANCE
+        return
     assert gap <= FP16_TOLERANCE  # measured: 7.8e-5
 
     # The same model with fp16 weights on the PIL path's pixels moves the embeddings more
@@ -178,9 +198,7 @@ def test_device_path_embeddings_equal_the_pil_paths_within_fp16_tolerance(
     assert np.array_equal(_embeddings(frames_shard, backbone_224, "device", workers=2), device)
 
 
-def test_the_equivalence_test_catches_a_path_that_skips_normalisation(
-    frames_shard, backbone_224
-):
+def test_the_equivalence_test_catches_a_path_that_skips_normalisation(frames_shard, backbone_224):
     """Only /255 and no mean/std, as a device path that forgot Normalize would compute."""
     broken = copy.copy(backbone_224)
     broken.preprocess_cfg = {**backbone_224.preprocess_cfg, "mean": (0.0,) * 3, "std": (1.0,) * 3}
@@ -189,6 +207,8 @@ def test_the_equivalence_test_catches_a_path_that_skips_normalisation(
 
 
 def test_frame_path_by_device_and_fallback(backbone_224):
+    if backbone_224.device != "cpu":
+        pytest.skip("the defaults are checked on the CPU backbone")
     assert frame_path(backbone_224) == "workers"  # the CPU default: PIL's exact pixels
     assert frame_path(backbone_224, "device") == "device"
     lanczos = copy.copy(backbone_224)
