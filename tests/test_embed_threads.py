@@ -21,6 +21,8 @@ def test_the_encoder_leaves_the_workers_their_cores_when_it_keeps_up():
     assert encoder_threads(decode_fps=1000, encode_fps=2500, threads=2, workers=2) == 1
     assert encoder_threads(decode_fps=1000, encode_fps=2500, threads=8, workers=2) == 6
     assert encoder_threads(decode_fps=1000, encode_fps=2500, threads=2, workers=4) == 1
+    # Slower than the workers, but not by much: still no competing for their cores.
+    assert encoder_threads(decode_fps=1000, encode_fps=400, threads=2, workers=2) == 1
 
 
 def test_the_encoder_takes_every_thread_when_it_is_the_limit():

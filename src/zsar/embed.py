@@ -48,6 +48,9 @@ BATCH_FRAMES = {"cuda": 512, "cpu": 64}
 # within one grey level of PIL's. On the CPU, in the DataLoader workers with PIL: the
 # transform's exact pixels.
 FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
+# On a CPU, the encoding process takes every thread only when its decode workers are at least
+# this many times faster than it (ViT-B-32 on 2 cores: about 30 times; the tiny CLIP: slower).
+ENCODE_BOUND = 4
 # The class-name prompt of ViFi-CLIP's zero-shot protocol: the bare class name.
 NAME_PROMPT = "{}"
 
@@ -320,15 +323,17 @@ def encoder_threads(decode_fps: float, encode_fps: float, threads: int, workers:
     """Intra-op threads for the encoding process when its decode workers share the CPU.
 
     `encode_fps` is the encoder's rate with the workers' cores left to them (threads -
-    workers threads, at least one), `decode_fps` what the workers decode together. If the
-    encoder keeps up that way, decoding is the limit and the encoder stays there: more
-    threads would compete with busy workers, stall at every operation's barrier and spin in
-    between (with the tiny CLIP on 2 cores, 2-7 times the stage's wall time;
-    benchmarks/RESULTS.md). Otherwise encoding is the limit, the workers are mostly idle,
-    and it takes all `threads`.
+    workers threads, at least one), `decode_fps` what the workers decode together. Only an
+    encoder several times slower than the workers (ENCODE_BOUND) gets all `threads`: the
+    workers then sit idle most of the time. Otherwise it stays clear of the workers' cores:
+    its threads would compete with busy workers, stall at every operation's barrier and spin
+    in between, which slowed the stage 2-4 times with the tiny CLIP on 2 cores
+    (benchmarks/RESULTS.md), and such an encoder, slowed down, never waits for blocks, so
+    nothing would show the mistake.
     """
-    reduced = max(1, threads - workers)
-    return reduced if encode_fps >= decode_fps else threads
+    if decode_fps >= ENCODE_BOUND * encode_fps:
+        return threads
+    return max(1, threads - workers)
 
 
 class _ThreadBalance:
