@@ -91,3 +91,25 @@ def test_the_stage_picks_its_threads_after_the_first_pass_and_restores_them(
     assert first == 1  # the worker's core left to it, so the encoder is timed fairly
     assert later and set(later) == {later_passes}  # fast encoder: 1 (decode-bound); slow: 2
     assert torch.get_num_threads() == two_threads
+
+
+def test_a_short_first_pass_then_passes_of_the_full_size():
+    from zsar.embed import FrameBatcher
+
+    sizes = []
+    batcher = FrameBatcher(4, lambda batch: sizes.append(len(batch)) or batch.numpy(), first=1)
+    counts = [3, 5, 2]
+    out = list(batcher.feed(["a", "b", "c"], counts, torch.arange(10.0)[:, None]))
+    out += batcher.finish()
+    assert sizes == [1, 4, 4, 1]
+    assert [(v, n) for v, _, n in out] == [("a", 3), ("b", 5), ("c", 2)]
+
+
+def test_the_embeddings_do_not_depend_on_the_number_of_workers(shard):
+    def embeddings(workers):
+        out = iter_video_embeddings(
+            shard, _Backbone(0.0), batch_frames=8, workers=workers, block_videos=2
+        )
+        return np.stack([vector for _, vector, _ in out])
+
+    assert np.array_equal(embeddings(0), embeddings(2))

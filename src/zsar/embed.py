@@ -49,8 +49,8 @@ BATCH_FRAMES = {"cuda": 512, "cpu": 64}
 # transform's exact pixels.
 FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
 # On a CPU, the encoding process takes every thread only when its decode workers are at least
-# this many times faster than it (ViT-B-32 on 2 cores: about 30 times; the tiny CLIP: slower).
-ENCODE_BOUND = 4
+# this many times faster than it (ViT-B-32 on 2 cores: 30 to 100 times; the tiny CLIP: slower).
+ENCODE_BOUND = 8
 # The class-name prompt of ViFi-CLIP's zero-shot protocol: the bare class name.
 NAME_PROMPT = "{}"
 
@@ -232,11 +232,13 @@ class FrameBatcher:
     passes of varying size, or buffers of varying size kept alive between passes, leave
     glibc's heap (and CUDA's cache) holding a growing spread of block sizes. A video's
     frames may straddle two passes; its embedding is emitted once all of them are
-    encoded, in input order.
+    encoded, in input order. `first`, if given, is the size of the first pass only (a
+    short one to time the encoder by).
     """
 
-    def __init__(self, size: int, encode: Callable[[Any], np.ndarray]):
+    def __init__(self, size: int, encode: Callable[[Any], np.ndarray], first: int | None = None):
         self.size = size
+        self._pass = min(first or size, size)  # frames of the next pass
         self.encode = encode  # pixels [N, ...] -> frame embeddings [N, D]
         self._staging: Any = None  # [size, ...] tensor, made at the first frames
         self._filled = 0
@@ -255,11 +257,11 @@ class FrameBatcher:
         self._reserve(self._filled + len(pixels), pixels)
         start = 0
         while start < len(pixels):
-            take = min(self.size - self._filled, len(pixels) - start)
+            take = min(self._pass - self._filled, len(pixels) - start)
             stop = self._filled + take
             self._staging[self._filled : stop].copy_(pixels[start : start + take], True)
             self._filled, start = stop, start + take
-            if self._filled == self.size:
+            if self._filled == self._pass:
                 yield from self._encode_staged()
 
     def _reserve(self, frames: int, like) -> None:
@@ -285,7 +287,7 @@ class FrameBatcher:
     def _encode_staged(self) -> Iterator[tuple[str, np.ndarray, int]]:
         self._encoded.append(self.encode(self._staging[: self._filled]))
         self._ready += self._filled
-        self._filled = 0
+        self._filled, self._pass = 0, self.size
         frames = np.concatenate(self._encoded) if len(self._encoded) > 1 else self._encoded[0]
         start = 0
         while self._videos and self._videos[0][1] <= self._ready - start:
@@ -337,7 +339,7 @@ def encoder_threads(decode_fps: float, encode_fps: float, threads: int, workers:
 
 
 class _ThreadBalance:
-    """Chooses the encoding process's threads once, after its first pass.
+    """Chooses the encoding process's threads once, after its first (short) pass.
 
     The first pass runs with the workers' cores left to them, which makes its timing a fair
     measure of the encoder at that count; the workers report the CPU seconds each block
@@ -432,16 +434,21 @@ def iter_video_embeddings(
     def encode(pixels) -> np.ndarray:
         started = time.perf_counter()
         if norm is not None:
-            out = reused[0] if reused else None
+            out = reused[0] if reused and len(reused[0]) >= len(pixels) else None
             pixels = normalise_frames(pixels, norm, backbone.device, out=out)
-            if not reused:
-                reused.append(pixels)
+            if out is None:
+                reused[:] = [pixels]
         embeddings = backbone.encode_images(pixels).numpy()
         if balance is not None:
             balance.pass_done(len(pixels), time.perf_counter() - started)
         return embeddings
 
-    batcher = FrameBatcher(batch_frames or default_batch_frames(backbone.device), encode)
+    size = batch_frames or default_batch_frames(backbone.device)
+    # On a CPU a short first pass times the encoder at little cost. It is short with or
+    # without workers, so the passes (and the embeddings, to the last bit) do not depend on
+    # the number of workers.
+    on_cpu = str(backbone.device) == "cpu"
+    batcher = FrameBatcher(size, encode, first=max(1, size // 8) if on_cpu else None)
     try:
         for video_ids, counts, block, cpu_seconds in loader:
             if balance is not None:
