@@ -12,7 +12,9 @@ it while the workers prepare the next blocks. On CUDA the workers' blocks arrive
 pinned memory and are copied to the GPU as uint8 as soon as they arrive. Each video's
 embedding is the L2-normalised mean of its L2-normalised frame embeddings. Results
 stream to Parquet, and the pass buffers are reused, so memory does not grow with the
-shard (benchmarks/embed_memory.py).
+shard (benchmarks/embed_memory.py). On a CPU the encoding process leaves the workers their
+cores unless it is clearly the slower side (encoder_threads), because its threads and busy
+workers on the same cores stall each other.
 """
 
 from __future__ import annotations
@@ -343,8 +345,8 @@ class _ThreadBalance:
 
     The first pass runs with the workers' cores left to them, which makes its timing a fair
     measure of the encoder at that count; the workers report the CPU seconds each block
-    took, a measure of their rate that waiting does not distort. `restore` puts the
-    process's thread count back.
+    took, a measure of their rate that waiting does not distort. `start` leaves the workers
+    their cores, `restore` puts the process's thread count back.
     """
 
     def __init__(self, workers: int):
@@ -355,7 +357,11 @@ class _ThreadBalance:
         self.block_frames = 0
         self.block_seconds = 0.0
         self.decided = False
-        torch.set_num_threads(max(1, self.threads - workers))
+
+    def start(self) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, self.threads - self.workers))
 
     def block_done(self, frames: int, cpu_seconds: float) -> None:
         self.block_frames += frames
@@ -450,6 +456,8 @@ def iter_video_embeddings(
     on_cpu = str(backbone.device) == "cpu"
     batcher = FrameBatcher(size, encode, first=max(1, size // 8) if on_cpu else None)
     try:
+        if balance is not None:
+            balance.start()
         for video_ids, counts, block, cpu_seconds in loader:
             if balance is not None:
                 balance.block_done(sum(counts), cpu_seconds)
