@@ -435,7 +435,9 @@ def iter_video_embeddings(
 
     reused: list[Any] = []  # the float32 pass, allocated once, like the batcher's staging
     # On a CPU shared with decode workers, the thread count follows which side is the limit.
-    balance = _ThreadBalance(workers) if workers and str(backbone.device) == "cpu" else None
+    # (On the device path the workers only read the shard.)
+    on_cpu = str(backbone.device) == "cpu"
+    balance = _ThreadBalance(workers) if workers and on_cpu and path == "workers" else None
 
     def encode(pixels) -> np.ndarray:
         started = time.perf_counter()
@@ -451,9 +453,7 @@ def iter_video_embeddings(
 
     size = batch_frames or default_batch_frames(backbone.device)
     # On a CPU a short first pass times the encoder at little cost. It is short with or
-    # without workers, so the passes (and the embeddings, to the last bit) do not depend on
-    # the number of workers.
-    on_cpu = str(backbone.device) == "cpu"
+    # without workers, so the passes do not depend on the number of workers.
     batcher = FrameBatcher(size, encode, first=max(1, size // 8) if on_cpu else None)
     try:
         if balance is not None:
