@@ -86,6 +86,12 @@ def test_configs_without_a_tensor_form_stay_on_the_cpu_path():
 
 # ---------------------------------------------------------------- pixels
 
+# Grey levels the device path's pixels may differ from PIL's, and the share of values that
+# may differ. On the CPU both decode with libjpeg-turbo and only the resize's arithmetic
+# differs. nvJPEG has its own IDCT and chroma upsampling; its bound is a first guess, for the
+# first GPU run to confirm (the embeddings' bound below is the one that matters).
+PIXEL_BOUNDS = {"cpu": (2, 0.05), "cuda": (8, 0.5)}
+
 
 @pytest.mark.parametrize(
     "cfg",
@@ -98,14 +104,16 @@ def test_configs_without_a_tensor_form_stay_on_the_cpu_path():
     ],
 )
 @pytest.mark.parametrize("device", DEVICES)
-def test_device_pixels_are_within_two_grey_levels_of_pil(jpegs, cfg, device):
+def test_device_pixels_are_within_a_few_grey_levels_of_pil(jpegs, cfg, device):
     expected = _pil_pixels(jpegs, cfg).int()
     got = jpegs_to_pixels(jpegs, device_preprocess(cfg), device)
     assert got.dtype == torch.uint8 and got.shape == expected.shape
     assert got.device.type == device
     diff = (got.cpu().int() - expected).abs()
-    assert diff.max() <= 2
-    assert (diff > 0).float().mean() < 0.05  # measured on the CPU: 0.2 % to 2.5 % of values
+    share = (diff > 0).float().mean().item()
+    largest, most = PIXEL_BOUNDS[device]
+    # Measured on the CPU: at most 2 grey levels, in 0.2 % to 2.5 % of the values.
+    assert diff.max() <= largest and share < most, f"max {diff.max()}, {share:.2%} differ"
 
 
 def test_device_model_input_matches_the_transforms_normalisation(jpegs):

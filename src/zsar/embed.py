@@ -47,8 +47,8 @@ VIDEO_EMBEDDING_SCHEMA = pa.schema(
 BATCH_FRAMES = {"cuda": 512, "cpu": 64}
 # Where JPEG frames are decoded and resized, by device type. On a GPU, in batches on the card
 # (nvJPEG and tensor resizing): the CPU stays free for the decode pool, and the pixels are
-# within one grey level of PIL's. On the CPU, in the DataLoader workers with PIL: the
-# transform's exact pixels.
+# within a grey level or two of PIL's (zsar.device_frames). On the CPU, in the DataLoader
+# workers with PIL: the transform's exact pixels.
 FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
 # On a CPU, the encoding process takes every thread only when its decode workers are at least
 # this many times faster than it (ViT-B-32 on 2 cores: 30 to 100 times; the tiny CLIP: slower).
