@@ -166,16 +166,10 @@ def jpegs_to_pixels(jpegs: Sequence[bytes], pp: DevicePreprocess, device):
     return resize_frames(decode_jpegs(buffer, lengths, device), pp)
 
 
-def normalise(pixels, pp: DevicePreprocess):
-    """uint8 [N, 3, S, S] -> float32 (x / 255 - mean) / std, the backbone's Normalize."""
-    import torch
-
-    out = pixels.to(torch.float32).div_(255)
-    mean = torch.as_tensor(pp.mean, dtype=torch.float32, device=out.device).view(-1, 1, 1)
-    std = torch.as_tensor(pp.std, dtype=torch.float32, device=out.device).view(-1, 1, 1)
-    return out.sub_(mean).div_(std)
-
-
 def preprocess_jpegs(jpegs: Sequence[bytes], pp: DevicePreprocess, device):
-    """The model input for a batch of JPEG frames, computed on `device`."""
-    return normalise(jpegs_to_pixels(jpegs, pp, device), pp)
+    """The model input for a batch of JPEG frames, computed on `device`: decoded, resized,
+    cropped and normalised as the backbone's ToTensor + Normalize would (the stage's own
+    normalise_frames)."""
+    from zsar.embed import normalise_frames
+
+    return normalise_frames(jpegs_to_pixels(jpegs, pp, device), pp, device)
