@@ -9,7 +9,7 @@ STAMP := $(VENV)/.zsar-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test check lint test-slurm clean
+.PHONY: demo test check lint test-slurm bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test: lint
 
 test-slurm: $(STAMP)
 	timeout -s KILL 900 bash tests/slurm/run_slurm_demo.sh
+
+# The GPU suite's code paths at toy sizes on the CPU (about 1-2 min; on a GPU node run
+# `bash benchmarks/gpu_suite.sh` itself). Not part of pytest: it would double its time.
+bench-quick: $(STAMP)
+	PYTHON=$(abspath $(BIN))/python timeout -s KILL 300 bash benchmarks/gpu_suite.sh \
+		--device cpu --quick --out results/gpu-suite-cpu-quick
 
 clean:
 	rm -rf results .snakemake

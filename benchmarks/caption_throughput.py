@@ -8,13 +8,16 @@ chat template, left-padded batched `generate`, decode) on a random-init Qwen2.5-
   the same arithmetic as the real checkpoint, without downloading it).
 
 Every request generates exactly --max-new-tokens tokens (EOS is suppressed until then), so
-the two modes do the same work. The last line is machine-readable:
+the two modes do the same work. --batch takes one size or several (16,64); the model is
+built once and each size prints one machine-readable line, the largest last:
 
-    batched_vs_single=R single_per_s=A batched_per_s=B batch=K
+    batched_vs_single=R captions_per_s=B single_per_s=A batch=K prefill_tokens=P new_tokens=T
+
+R = B / A: captions/s at batch K over captions/s one video at a time.
 
 Usage:
     python benchmarks/caption_throughput.py                        # CPU, small config
-    python benchmarks/caption_throughput.py --device cuda --batch 64
+    python benchmarks/caption_throughput.py --device cuda --batch 16,64
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,7 +84,11 @@ def build_captioner(args):
     shape = SHAPES[args.shape]
     spec = {"arch": "qwen2_5_vl", "seed": 0, **shape}
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    started = time.perf_counter()
     processor, model = make_tiny_vlm(spec, device=args.device, dtype=dtype)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    print(f"model built on {args.device} in {time.perf_counter() - started:.1f} s", flush=True)
     # Same work per request in both modes: no early EOS.
     model.generation_config.min_new_tokens = args.max_new_tokens
     prompts = PromptSet(
@@ -120,11 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--shape", choices=sorted(SHAPES), default=None,
                         help="model shape (default: small on cpu, 7b on cuda)")
-    parser.add_argument("--batch", type=int, default=None, help="default: 8 cpu, 64 cuda")
+    parser.add_argument(
+        "--batch", default=None, help="batch size(s), comma-separated (default: 8 cpu, 64 cuda)"
+    )
     parser.add_argument("--single-videos", type=int, default=None,
                         help="videos captioned one at a time (default: 8 cpu, 8 cuda)")
     parser.add_argument("--batched-videos", type=int, default=None,
-                        help="videos captioned in batches (default: 2 batches)")
+                        help="videos captioned at each batch size (default: 2 batches)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=340)
@@ -140,14 +150,16 @@ def main(argv: list[str] | None = None) -> None:
 
     gpu = args.device.startswith("cuda")
     args.shape = args.shape or ("7b" if gpu else "small")
-    args.batch = args.batch or (64 if gpu else 8)
+    batches = sorted(int(b) for b in str(args.batch or (64 if gpu else 8)).split(","))
+    if min(batches) < 2:
+        parser.error("--batch sizes must be at least 2 (batch 1 is always measured)")
     args.single_videos = args.single_videos or 8
-    args.batched_videos = args.batched_videos or 2 * args.batch
+    batched_videos = {b: args.batched_videos or 2 * b for b in batches}
     args.max_new_tokens = args.max_new_tokens or (64 if gpu else 32)
     torch.manual_seed(0)
 
     captioner, processor, params = build_captioner(args)
-    videos = synthetic_videos(max(args.single_videos, args.batched_videos), args.frames,
+    videos = synthetic_videos(max(args.single_videos, *batched_videos.values()), args.frames,
                               args.height, args.width)
     probe = captioner(1)
     frames = [decode_jpegs(videos[0].jpegs)]
@@ -159,13 +171,19 @@ def main(argv: list[str] | None = None) -> None:
           f"new_tokens={args.max_new_tokens} frames={args.frames}x{args.height}x{args.width} "
           f"visual_input={args.visual_input}", flush=True)
 
-    videos_per_second(captioner(min(args.batch, 2)), videos[:2], args.device)  # warm-up
+    videos_per_second(captioner(2), videos[:2], args.device)  # warm-up
     single = videos_per_second(captioner(1), videos[: args.single_videos], args.device)
     print(f"single: {single:.3f} videos/s over {args.single_videos} videos", flush=True)
-    batched = videos_per_second(captioner(args.batch), videos[: args.batched_videos], args.device)
-    print(f"batched: {batched:.3f} videos/s over {args.batched_videos} videos", flush=True)
-    print(f"batched_vs_single={batched / single:.2f} single_per_s={single:.3f} "
-          f"batched_per_s={batched:.3f} batch={args.batch}")
+    lines = []
+    for batch in batches:
+        count = batched_videos[batch]
+        batched = videos_per_second(captioner(batch), videos[:count], args.device)
+        print(f"batch {batch}: {batched:.3f} videos/s over {count} videos", flush=True)
+        lines.append(f"batched_vs_single={batched / single:.2f} captions_per_s={batched:.3f} "
+                     f"single_per_s={single:.3f} batch={batch} prefill_tokens={prefill} "
+                     f"new_tokens={args.max_new_tokens}")
+    sys.stdout.flush()
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,21 @@ without a download), one run measures:
 The model is loaded once, before any timing, as a workflow job loads it once per job.
 The last line is machine-readable:
 
-    embed_vs_decode_bound=R1 embed_vs_naive=R2 videos_per_s=V
+    embed_vs_decode_bound=R1 embed_vs_naive=R2 videos_per_s=V decode_bound_per_s=D
+        embed_stage_per_s=E encode_frames_per_s=F jpeg_frames_per_s=J frames=N frames_on=P
 
 R1 = zsar videos/s / decode-bound videos/s, R2 = zsar videos/s / naive videos/s,
-V = zsar videos/s (frames stage + embedding stage, wall time).
+V = zsar videos/s (frames stage + embedding stage, wall time), D = the decode pool's
+videos/s, E = the embedding stage's videos/s alone, F = the encoder alone (frames/s, full
+passes of --batch-frames on the device), J = frames/s of the device path's decode and resize
+alone (blocks of 64 frames of the shard; nan when the stage decoded in workers), N = frames
+per video, P = where the stage decoded and resized the JPEGs ("workers": PIL in DataLoader
+workers; "device": zsar.device_frames).
+
+Clips: made once with ffmpeg (imageio-ffmpeg's, else one on PATH) into --cache, or taken
+from --clips (a folder of .mp4, e.g. carried to a GPU node that has no ffmpeg).
+--distinct-clips K lets K files stand for all --videos: each listed video is decoded,
+resized, stored and encoded on its own, so the work per video is unchanged.
 
 Usage:
     python benchmarks/embed_throughput.py                       # CPU, ViT-B-32, 32 clips
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +83,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument(
+        "--clips", type=Path, default=None, help="use the .mp4 files of this folder, sorted"
+    )
+    parser.add_argument(
+        "--distinct-clips", type=int, default=None, help="files cycled over (default: --videos)"
+    )
+    parser.add_argument(
+        "--frames-on",
+        choices=["workers", "device"],
+        default=None,
+        help="where the embedding stage decodes JPEGs (default: by device, zsar.embed)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="measure each R times, interleaved; keep the best"
     )
     parser.add_argument(
@@ -87,14 +111,27 @@ def clip_path(cache: Path, index: int) -> Path:
     return cache / f"{CLIP_VERSION}_{width}x{height}_{CLIP_SECONDS}s_{index:05d}.mp4"
 
 
-def make_clip(path: Path, seed: int) -> None:
-    import imageio_ffmpeg
+def ffmpeg_exe() -> str:
+    """imageio-ffmpeg's ffmpeg (it has libx264), else one on PATH."""
+    try:
+        import imageio_ffmpeg
 
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except ImportError:
+        found = shutil.which("ffmpeg")
+        if found is None:
+            raise SystemExit(
+                "no ffmpeg to make the clips: install imageio-ffmpeg, or pass --clips DIR"
+            ) from None
+        return found
+
+
+def make_clip(path: Path, seed: int) -> None:
     width, height = CLIP_SIZE
     tmp = path.with_suffix(".part.mp4")
     source = f"testsrc2=size={width}x{height}:rate={CLIP_FPS}:duration={CLIP_SECONDS}"
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi",
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi",
          "-i", source, "-vf", CLIP_FILTER.format(seed=seed), "-c:v", "libx264",
          "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1",
          str(tmp)],
@@ -113,6 +150,18 @@ def ensure_clips(cache: Path, count: int, jobs: int) -> list[Path]:
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             list(pool.map(lambda pi: make_clip(pi[0], pi[1]), missing))
     return paths
+
+
+def clip_items(args) -> list[tuple[str, str]]:
+    """(video_id, path) for --videos videos over --distinct-clips files, ids all distinct."""
+    distinct = min(args.distinct_clips or args.videos, args.videos)
+    if args.clips is not None:
+        files = sorted(args.clips.glob("*.mp4"))[:distinct]
+        if not files:
+            raise SystemExit(f"no .mp4 files in {args.clips}")
+    else:
+        files = ensure_clips(args.cache, distinct, args.workers)
+    return [(f"clip_{i:05d}.mp4", str(files[i % len(files)])) for i in range(args.videos)]
 
 
 # ---------------------------------------------------------------- the model
@@ -165,6 +214,19 @@ def warm_up(backbone, batch_frames: int) -> None:
         torch.cuda.synchronize()
 
 
+def encode_rate(backbone, batch_frames: int, passes: int = 3) -> float:
+    """Frames/s of the encoder alone: full passes of pixels already on the device."""
+    import torch
+
+    size = backbone.image_size
+    pixels = torch.zeros(batch_frames, 3, size, size, device=backbone.device)
+    backbone.encode_images(pixels)  # this pass size's kernels and buffers
+    started = time.perf_counter()
+    for _ in range(passes):
+        backbone.encode_images(pixels)  # returns on the CPU: the pass has finished
+    return passes * batch_frames / (time.perf_counter() - started)
+
+
 # ---------------------------------------------------------------- the three measurements
 
 
@@ -198,6 +260,27 @@ def run_decode_bound(items, args) -> float:
     return seconds
 
 
+def device_jpeg_rate(frames_shard: Path, backbone, block_frames: int = 64) -> float:
+    """Frames/s of the device path alone: decode + resize blocks of the shard's JPEGs."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from zsar.device_frames import decode_jpegs, device_preprocess, jpeg_buffer, resize_frames
+
+    pp = device_preprocess(backbone.preprocess_cfg)
+    column = pq.read_table(frames_shard, columns=["jpeg"]).column("jpeg").to_pylist()
+    jpegs = [jpeg for frames in column for jpeg in frames][:4096]
+    blocks = [jpeg_buffer(jpegs[i : i + block_frames]) for i in range(0, len(jpegs), block_frames)]
+    resize_frames(decode_jpegs(*blocks[0], backbone.device), pp)  # warm-up
+    sync = torch.cuda.synchronize if str(backbone.device).startswith("cuda") else lambda: None
+    sync()
+    started = time.perf_counter()
+    for block in blocks:
+        resize_frames(decode_jpegs(*block, backbone.device), pp)
+    sync()
+    return len(jpegs) / (time.perf_counter() - started)
+
+
 def run_zsar(items, backbone, args, workdir: Path) -> tuple[float, float]:
     """The frames stage, then the video embedding stage, as one shard; (seconds, seconds)."""
     import pyarrow as pa
@@ -224,10 +307,14 @@ def run_zsar(items, backbone, args, workdir: Path) -> tuple[float, float]:
         written = run_video_embedding_stage(
             frames, workdir / "videos.parquet", backbone,
             batch_frames=args.batch_frames, workers=args.workers, progress=quiet,
+            frames_on=args.frames_on,
         )  # fmt: skip
         embed_seconds = time.perf_counter() - started
     if written != len(items):
         raise RuntimeError(f"embedded {written} of {len(items)} videos")
+    if args.frames_on_used == "device" and not args.jpeg_fps:
+        args.jpeg_fps = device_jpeg_rate(frames, backbone)
+        print(f"device path alone (decode + resize): {args.jpeg_fps:.1f} frames/s", flush=True)
     return frames_seconds, embed_seconds
 
 
@@ -235,22 +322,26 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import logging
 
+    from zsar.embed import default_batch_frames, frame_path
+
     logging.basicConfig(level=logging.WARNING)
     if args.batch_frames is None:
-        from zsar.embed import default_batch_frames
-
         args.batch_frames = default_batch_frames(args.device)
-    clips = ensure_clips(args.cache, args.videos, args.workers)
-    items = [(f"clip_{i:05d}.mp4", str(p)) for i, p in enumerate(clips)]
+    items = clip_items(args)
     n = len(items)
 
     backbone = load_random_backbone(args.arch, args.device)
     warm_up(backbone, min(args.batch_frames, 64))
+    encode_fps = encode_rate(backbone, args.batch_frames)
+    frames_on = args.frames_on_used = frame_path(backbone, args.frames_on)
+    args.jpeg_fps = None
+    distinct = len({path for _, path in items})
     print(
-        f"{n} clips ({CLIP_SECONDS} s, {CLIP_SIZE[0]}x{CLIP_SIZE[1]}, {CLIP_FPS} fps, h264), "
-        f"{args.frames} frames/video, model {args.arch} (random init) on {args.device} "
-        f"{str(backbone.dtype).replace('torch.', '')}, {args.workers} workers, "
-        f"batch {args.batch_frames} frames",
+        f"{n} videos over {distinct} clips ({CLIP_SECONDS} s, {CLIP_SIZE[0]}x{CLIP_SIZE[1]}, "
+        f"{CLIP_FPS} fps, h264), {args.frames} frames/video, model {args.arch} (random init) "
+        f"on {args.device} {str(backbone.dtype).replace('torch.', '')}, {args.workers} workers, "
+        f"batch {args.batch_frames} frames, JPEGs decoded on: {frames_on}; "
+        f"encoder alone {encode_fps:.1f} frames/s",
         flush=True,
     )
 
@@ -279,7 +370,10 @@ def main(argv=None) -> int:
     sys.stdout.flush()
     print(
         f"embed_vs_decode_bound={decode_s / zsar_s:.3f} embed_vs_naive={naive_s / zsar_s:.3f} "
-        f"videos_per_s={n / zsar_s:.3f}"
+        f"videos_per_s={n / zsar_s:.3f} decode_bound_per_s={n / decode_s:.3f} "
+        f"embed_stage_per_s={n / embed_s:.3f} encode_frames_per_s={encode_fps:.1f} "
+        f"jpeg_frames_per_s={args.jpeg_fps or float('nan'):.1f} frames={args.frames} "
+        f"frames_on={frames_on}"
     )
     return 0
 

@@ -2,15 +2,19 @@
 
 Video side: DataLoader worker processes read the frames shard in blocks of a few videos
 (worker w of n takes blocks w, w+n, ..., so even a one-row-group shard keeps every worker
-busy and blocks come back in shard order), decode the JPEGs and run the PIL steps of the
-backbone's transform (resize, crop). They send uint8 frames; the main process packs them
+busy and blocks come back in shard order). On the CPU they decode the JPEGs and run the PIL
+steps of the backbone's transform (resize, crop) and send uint8 frames; on a GPU they send
+the JPEG bytes, and the main process decodes and resizes each block on the card
+(zsar.device_frames, FRAME_PATHS). Either way the main process packs the uint8 frames
 into passes of exactly `batch_frames` frames, turns each pass into normalised floats on
 the model's device (bit-identical to the transform's ToTensor + Normalize) and encodes
 it while the workers prepare the next blocks. On CUDA the workers' blocks arrive in
 pinned memory and are copied to the GPU as uint8 as soon as they arrive. Each video's
 embedding is the L2-normalised mean of its L2-normalised frame embeddings. Results
 stream to Parquet, and the pass buffers are reused, so memory does not grow with the
-shard (benchmarks/embed_memory.py).
+shard (benchmarks/embed_memory.py). On a CPU the encoding process leaves the workers their
+cores unless it is clearly the slower side (encoder_threads), because its threads and busy
+workers on the same cores stall each other.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import collections
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +45,14 @@ VIDEO_EMBEDDING_SCHEMA = pa.schema(
 # card. On the CPU, passes of 64 encode fastest: ViT-B/32 on 2 cores gave 21.0 frames/s
 # at 64 and 18.7 at 256, whose activations no longer fit in the caches.
 BATCH_FRAMES = {"cuda": 512, "cpu": 64}
+# Where JPEG frames are decoded and resized, by device type. On a GPU, in batches on the card
+# (nvJPEG and tensor resizing): the CPU stays free for the decode pool, and the pixels are
+# within a grey level or two of PIL's (zsar.device_frames). On the CPU, in the DataLoader
+# workers with PIL: the transform's exact pixels.
+FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
+# On a CPU, the encoding process takes every thread only when its decode workers are at least
+# this many times faster than it (ViT-B-32 on 2 cores: 30 to 100 times; the tiny CLIP: slower).
+ENCODE_BOUND = 8
 
 
 def mean_frame_embedding(frame_embeddings: np.ndarray) -> np.ndarray:
@@ -97,7 +110,9 @@ def uint8_frames(images: list, pil_steps: Callable):
 def normalise_frames(pixels, split: SplitTransform, device: str, out=None):
     """uint8 [N, 3, H, W] -> the float32 tensor ToTensor + Normalize would give, on `device`.
 
-    `out`, a float32 tensor on `device` with at least N rows, is reused instead of a new one.
+    `split` is anything with the Normalize's `mean` and `std` (a SplitTransform, or
+    zsar.device_frames.DevicePreprocess). `out`, a float32 tensor on `device` with at least
+    N rows, is reused instead of a new one.
     """
     import torch
 
@@ -126,15 +141,14 @@ def shard_blocks(row_groups: list[int], block_videos: int) -> list[tuple[int, in
     return blocks
 
 
-def _frames_dataset(shard_path: str, transform, block_videos: int):
-    """An IterableDataset of blocks: (video_ids, frames per video, pixels of all their frames).
+def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable):
+    """An IterableDataset of blocks: (video_ids, frames per video, prepare(JPEGs per video),
+    CPU seconds the block took to read and prepare).
 
     Worker w of n takes blocks w, w+n, ...; the DataLoader asks the workers in turn, so
     blocks come back in shard order whatever the number of workers.
     """
     import torch
-
-    split = split_transform(transform)
 
     class FramesShard(torch.utils.data.IterableDataset):
         def __iter__(self):
@@ -144,20 +158,46 @@ def _frames_dataset(shard_path: str, transform, block_videos: int):
             sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
             cached: tuple[int, Any] = (-1, None)
             for group, start, end in shard_blocks(sizes, block_videos)[worker::workers]:
+                started = time.process_time()
                 if cached[0] != group:  # consecutive blocks of one worker often share a group
                     cached = (group, parquet.read_row_group(group, columns=["video_id", "jpeg"]))
                 table = cached[1].slice(start, end - start)
                 video_ids = table.column("video_id").to_pylist()
-                images = [decode_jpegs(jpegs) for jpegs in table.column("jpeg").to_pylist()]
-                counts = [len(frames) for frames in images]
-                flat = [image for frames in images for image in frames]
-                if split is not None:
-                    pixels = uint8_frames(flat, split.pil)
-                else:
-                    pixels = torch.stack([transform(image) for image in flat])
-                yield video_ids, counts, pixels
+                jpegs = table.column("jpeg").to_pylist()
+                payload = prepare(jpegs)
+                busy = time.process_time() - started
+                yield video_ids, [len(frames) for frames in jpegs], payload, busy
 
-    return FramesShard(), split
+    return FramesShard()
+
+
+def _frames_dataset(shard_path: str, transform, block_videos: int):
+    """Blocks of pixels: workers decode the JPEGs and run the transform's PIL steps.
+
+    With a split transform the pixels are uint8 (normalised later, per pass); otherwise
+    they are the transform's own output.
+    """
+    import torch
+
+    split = split_transform(transform)
+
+    def pixels(jpegs: list[list[bytes]]):
+        flat = [image for frames in jpegs for image in decode_jpegs(frames)]
+        if split is not None:
+            return uint8_frames(flat, split.pil)
+        return torch.stack([transform(image) for image in flat])
+
+    return _shard_blocks_dataset(shard_path, block_videos, pixels), split
+
+
+def _jpeg_dataset(shard_path: str, block_videos: int):
+    """Blocks of JPEG bytes, one buffer per block, for decoding on the model's device."""
+    from zsar.device_frames import jpeg_buffer
+
+    def buffer(jpegs: list[list[bytes]]):
+        return jpeg_buffer([jpeg for frames in jpegs for jpeg in frames])
+
+    return _shard_blocks_dataset(shard_path, block_videos, buffer)
 
 
 class FrameBatcher:
@@ -168,11 +208,13 @@ class FrameBatcher:
     passes of varying size, or buffers of varying size kept alive between passes, leave
     glibc's heap (and CUDA's cache) holding a growing spread of block sizes. A video's
     frames may straddle two passes; its embedding is emitted once all of them are
-    encoded, in input order.
+    encoded, in input order. `first`, if given, is the size of the first pass only (a
+    short one to time the encoder by).
     """
 
-    def __init__(self, size: int, encode: Callable[[Any], np.ndarray]):
+    def __init__(self, size: int, encode: Callable[[Any], np.ndarray], first: int | None = None):
         self.size = size
+        self._pass = min(first or size, size)  # frames of the next pass
         self.encode = encode  # pixels [N, ...] -> frame embeddings [N, D]
         self._staging: Any = None  # [size, ...] tensor, made at the first frames
         self._filled = 0
@@ -191,11 +233,11 @@ class FrameBatcher:
         self._reserve(self._filled + len(pixels), pixels)
         start = 0
         while start < len(pixels):
-            take = min(self.size - self._filled, len(pixels) - start)
+            take = min(self._pass - self._filled, len(pixels) - start)
             stop = self._filled + take
             self._staging[self._filled : stop].copy_(pixels[start : start + take], True)
             self._filled, start = stop, start + take
-            if self._filled == self.size:
+            if self._filled == self._pass:
                 yield from self._encode_staged()
 
     def _reserve(self, frames: int, like) -> None:
@@ -221,7 +263,7 @@ class FrameBatcher:
     def _encode_staged(self) -> Iterator[tuple[str, np.ndarray, int]]:
         self._encoded.append(self.encode(self._staging[: self._filled]))
         self._ready += self._filled
-        self._filled = 0
+        self._filled, self._pass = 0, self.size
         frames = np.concatenate(self._encoded) if len(self._encoded) > 1 else self._encoded[0]
         start = 0
         while self._videos and self._videos[0][1] <= self._ready - start:
@@ -237,6 +279,86 @@ def default_batch_frames(device) -> int:
     return BATCH_FRAMES.get(kind, BATCH_FRAMES["cpu"])
 
 
+def frame_path(backbone, requested: str | None = None) -> str:
+    """Where JPEG frames become model input: FRAME_PATHS by device unless `requested`.
+
+    A backbone whose preprocessing has no tensor form (e.g. lanczos) stays on the workers.
+    """
+    from zsar.device_frames import device_preprocess
+
+    kind = str(backbone.device).split(":")[0]
+    path = requested or FRAME_PATHS.get(kind, "workers")
+    if path not in ("workers", "device"):
+        raise ValueError(f"frame path must be 'workers' or 'device', not '{path}'")
+    if path == "device" and device_preprocess(backbone.preprocess_cfg) is None:
+        logger.info("%s: preprocessing %s has no tensor form; decoding in workers",
+                 backbone.name, backbone.preprocess_cfg)  # fmt: skip
+        return "workers"
+    return path
+
+
+def encoder_threads(decode_fps: float, encode_fps: float, threads: int, workers: int) -> int:
+    """Intra-op threads for the encoding process when its decode workers share the CPU.
+
+    `encode_fps` is the encoder's rate with the workers' cores left to them (threads -
+    workers threads, at least one), `decode_fps` what the workers decode together. Only an
+    encoder several times slower than the workers (ENCODE_BOUND) gets all `threads`: the
+    workers then sit idle most of the time. Otherwise it stays clear of the workers' cores:
+    its threads would compete with busy workers, stall at every operation's barrier and spin
+    in between, which slowed the stage 2-4 times with the tiny CLIP on 2 cores
+    (benchmarks/RESULTS.md), and such an encoder, slowed down, never waits for blocks, so
+    nothing would show the mistake.
+    """
+    if decode_fps >= ENCODE_BOUND * encode_fps:
+        return threads
+    return max(1, threads - workers)
+
+
+class _ThreadBalance:
+    """Chooses the encoding process's threads once, after its first (short) pass.
+
+    The first pass runs with the workers' cores left to them, which makes its timing a fair
+    measure of the encoder at that count; the workers report the CPU seconds each block
+    took, a measure of their rate that waiting does not distort. `start` leaves the workers
+    their cores, `restore` puts the process's thread count back.
+    """
+
+    def __init__(self, workers: int):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self.workers = workers
+        self.block_frames = 0
+        self.block_seconds = 0.0
+        self.decided = False
+
+    def start(self) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, self.threads - self.workers))
+
+    def block_done(self, frames: int, cpu_seconds: float) -> None:
+        self.block_frames += frames
+        self.block_seconds += cpu_seconds
+
+    def pass_done(self, frames: int, seconds: float) -> None:
+        import torch
+
+        if self.decided or not self.block_seconds or not seconds:
+            return
+        self.decided = True
+        decode_fps = min(self.workers, self.threads) * self.block_frames / self.block_seconds
+        threads = encoder_threads(decode_fps, frames / seconds, self.threads, self.workers)
+        logger.info("workers decode %.0f frames/s, the encoder runs %.0f: %d encoding thread(s)",
+                 decode_fps, frames / seconds, threads)  # fmt: skip
+        torch.set_num_threads(threads)
+
+    def restore(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
 def iter_video_embeddings(
     shard_path: str | Path,
     backbone,
@@ -244,17 +366,37 @@ def iter_video_embeddings(
     batch_frames: int | None = None,
     workers: int = 0,
     block_videos: int = 8,
+    frames_on: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (video_id, embedding, num_frames) for every video of a frames shard, in order.
 
-    Workers decode and preprocess blocks of `block_videos` videos while the model encodes
-    passes of exactly `batch_frames` frames (the last one may be smaller; default: by
-    device, BATCH_FRAMES).
+    Workers read blocks of `block_videos` videos while the model encodes passes of exactly
+    `batch_frames` frames (the last one may be smaller; default: by device, BATCH_FRAMES).
+    `frames_on` says where the JPEGs are decoded and resized (default by device,
+    FRAME_PATHS): "workers", in the worker processes with PIL (the transform's exact
+    pixels), or "device", in batches on the model's device (zsar.device_frames).
     """
     import torch
 
-    dataset, split = _frames_dataset(str(shard_path), backbone.transform, block_videos)
     on_cuda = str(backbone.device).startswith("cuda")
+    path = frame_path(backbone, frames_on)
+    if path == "device":
+        from zsar.device_frames import decode_jpegs, device_preprocess, resize_frames
+
+        pp = device_preprocess(backbone.preprocess_cfg)
+        dataset = _jpeg_dataset(str(shard_path), block_videos)
+        norm: Any = pp
+
+        def to_pixels(block):
+            return resize_frames(decode_jpegs(*block, backbone.device), pp)
+    else:
+        dataset, norm = _frames_dataset(str(shard_path), backbone.transform, block_videos)
+
+        def to_pixels(block):
+            # On CUDA, copy each block as it arrives (uint8, from pinned memory), overlapping
+            # the wait for the next one; the pass then runs on frames already on the GPU.
+            return block.to(backbone.device, non_blocking=True) if on_cuda else block
+
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -266,23 +408,38 @@ def iter_video_embeddings(
     )
 
     reused: list[Any] = []  # the float32 pass, allocated once, like the batcher's staging
+    # On a CPU shared with decode workers, the thread count follows which side is the limit.
+    # (On the device path the workers only read the shard.)
+    on_cpu = str(backbone.device) == "cpu"
+    balance = _ThreadBalance(workers) if workers and on_cpu and path == "workers" else None
 
     def encode(pixels) -> np.ndarray:
-        if split is not None:
-            out = reused[0] if reused else None
-            pixels = normalise_frames(pixels, split, backbone.device, out=out)
-            if not reused:
-                reused.append(pixels)
-        return backbone.encode_images(pixels).numpy()
+        started = time.perf_counter()
+        if norm is not None:
+            out = reused[0] if reused and len(reused[0]) >= len(pixels) else None
+            pixels = normalise_frames(pixels, norm, backbone.device, out=out)
+            if out is None:
+                reused[:] = [pixels]
+        embeddings = backbone.encode_images(pixels).numpy()
+        if balance is not None:
+            balance.pass_done(len(pixels), time.perf_counter() - started)
+        return embeddings
 
-    batcher = FrameBatcher(batch_frames or default_batch_frames(backbone.device), encode)
-    for video_ids, counts, pixels in loader:
-        if on_cuda:
-            # Copy each block as it arrives (uint8, from pinned memory), overlapping the
-            # wait for the next one; the pass then runs on frames already on the GPU.
-            pixels = pixels.to(backbone.device, non_blocking=True)
-        yield from batcher.feed(video_ids, counts, pixels)
-    yield from batcher.finish()
+    size = batch_frames or default_batch_frames(backbone.device)
+    # On a CPU a short first pass times the encoder at little cost. It is short with or
+    # without workers, so the passes do not depend on the number of workers.
+    batcher = FrameBatcher(size, encode, first=max(1, size // 8) if on_cpu else None)
+    try:
+        if balance is not None:
+            balance.start()
+        for video_ids, counts, block, cpu_seconds in loader:
+            if balance is not None:
+                balance.block_done(sum(counts), cpu_seconds)
+            yield from batcher.feed(video_ids, counts, to_pixels(block))
+        yield from batcher.finish()
+    finally:
+        if balance is not None:
+            balance.restore()
 
 
 def run_video_embedding_stage(
@@ -294,6 +451,7 @@ def run_video_embedding_stage(
     workers: int = 0,
     provenance: Mapping[str, Any] | None = None,
     progress=None,
+    frames_on: str | None = None,
 ) -> int:
     """Embed every video of a frames shard and stream the rows to `out_path`."""
     from tqdm import tqdm
@@ -303,7 +461,11 @@ def run_video_embedding_stage(
     rows: list[dict[str, Any]] = []
     with ParquetStreamWriter(out_path, VIDEO_EMBEDDING_SCHEMA, provenance) as writer:
         for video_id, vector, count in iter_video_embeddings(
-            frames_shard, backbone, batch_frames=batch_frames, workers=workers
+            frames_shard,
+            backbone,
+            batch_frames=batch_frames,
+            workers=workers,
+            frames_on=frames_on,
         ):
             rows.append(
                 {"video_id": video_id, "vector": vector.astype(np.float32), "num_frames": count}
