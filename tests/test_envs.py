@@ -104,9 +104,12 @@ def test_each_env_installs_what_its_rules_code_imports():
     problems = [problem for rule in rules for problem in rule.problems]
     rules = [rule for rule in rules if rule.script is not None and rule.conda is not None]
     assert rules, "no rule with a conda: env and a script: found in workflow/rules"
-    found = script_imports(sorted({rule.script for rule in rules}), SRC, string_imports())
+    found = script_imports(
+        sorted({rule.script for rule in rules}), SRC, string_imports(), root=REPO
+    )
     distributions = metadata.packages_distributions()
-    needs: dict[str, dict[str, str]] = {name: dict(extra) for name, extra in EXTRA_NEEDS.items()}
+    # env file -> distribution -> the rules whose code imports it: (rule, module, chain)
+    users: dict[str, dict[str, list[tuple[str, str, str]]]] = {}
     for rule in rules:
         code = found[rule.script]
         problems += [
@@ -114,9 +117,8 @@ def test_each_env_installs_what_its_rules_code_imports():
             f"(add it to string_imports): {where}"
             for where in code.unlisted_dynamic
         ]
-        env_needs = needs.setdefault(rule.conda.name, {})
         for module, (_, *steps) in sorted(code.imports.items()):
-            chain = " -> ".join([str(rule.script.relative_to(REPO)), *steps])
+            chain = " -> ".join(steps)
             dists = distributions.get(module)
             if not dists:
                 problems.append(
@@ -125,7 +127,16 @@ def test_each_env_installs_what_its_rules_code_imports():
                 )
                 continue
             dist = normalize(sorted(dists)[0])
-            env_needs.setdefault(dist, f"rule {rule.name} imports {module} ({chain})")
+            env_users = users.setdefault(rule.conda.name, {})
+            env_users.setdefault(dist, []).append((rule.name, module, chain))
+    needs = {name: dict(extra) for name, extra in EXTRA_NEEDS.items()}
+    for name, env_users in users.items():
+        for dist, found_in in env_users.items():
+            rule, module, chain = found_in[0]
+            names = ", ".join(sorted({user[0] for user in found_in}))
+            needs.setdefault(name, {})[dist] = (
+                f"imported by rules {names}; e.g. rule {rule} imports {module} via {chain}"
+            )
     for name, env_needs in sorted(needs.items()):
         if name not in envs:
             problems.append(f"envs/{name}: named by a rule or EXTRA_NEEDS, but no such file")
@@ -279,7 +290,7 @@ def test_code_imports_follow_what_runs_not_what_is_imported(tmp_path):
     # matplotlib (unused is never called), av (a registry nothing refers to), json (stdlib).
     assert sorted(code.imports) == ["PIL", "numpy", "torch"]
     assert code.imports["torch"] == [
-        f"<script {script}>",
+        str(script),
         "pkg.core:run",
         "pkg.loaders:LOADERS",
         "pkg.loaders:_load_a",

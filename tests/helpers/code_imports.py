@@ -272,17 +272,21 @@ class _Reach:
 
 
 def script_imports(
-    scripts: Sequence[Path], src: Path, string_imports: Mapping[Node, Sequence[str]] = {}
+    scripts: Sequence[Path],
+    src: Path,
+    string_imports: Mapping[Node, Sequence[str]] = {},
+    root: Path | None = None,
 ) -> dict[Path, CodeImports]:
     """The third-party modules (top-level names) the code each script runs can import.
 
     src: the folder that holds the first-party packages the scripts import.
     string_imports: (module, function) -> the modules that function imports from strings.
+    root: chains name a script by its path relative to it (else by the path given).
     """
     resolver = _Resolver(src)  # shared: each module is parsed once
     found = {}
     for script in scripts:
-        name = f"<script {script}>"
+        name = str(script.relative_to(root) if root else script)
         resolver.module(name, script)
         found[script] = _Reach(resolver, string_imports).run((name, MODULE))
     return found
