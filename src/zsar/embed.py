@@ -10,7 +10,8 @@ into passes of exactly `batch_frames` frames, turns each pass into normalised fl
 the model's device (bit-identical to the transform's ToTensor + Normalize) and encodes
 it while the workers prepare the next blocks. On CUDA the workers' blocks arrive in
 pinned memory and are copied to the GPU as uint8 as soon as they arrive. Each video's
-embedding is the L2-normalised mean of its L2-normalised frame embeddings. Results
+embedding pools its frames as the backbone's checkpoint does (POOLINGS), per view, and
+averages its views (Views: temporal clips x spatial crops; 1x1 by default). Results
 stream to Parquet, and the pass buffers are reused, so memory does not grow with the
 shard (benchmarks/embed_memory.py). On a CPU the encoding process leaves the workers their
 cores unless it is clearly the slower side (encoder_threads), because its threads and busy
@@ -55,11 +56,86 @@ FRAME_PATHS = {"cuda": "device", "cpu": "workers"}
 ENCODE_BOUND = 8
 
 
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
+
+
+# How a view's frame embeddings [T, D] become its embedding, as each checkpoint's own
+# evaluation pools them. normalise_then_mean: CLIP's frame-wise zero-shot protocol (Open-VCLIP
+# and FROSTER average per-frame cosine logits, slowfast/models/clip_video_model.py, which ranks
+# classes as the mean of unit frame embeddings does). mean_then_normalise: ViFi-CLIP and
+# ActionCLIP average the raw frame features, then normalise (trainers/vificlip.py forward;
+# ActionCLIP's meanP fusion).
+POOLINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "normalise_then_mean": lambda frames: _unit(frames).mean(axis=-2),
+    "mean_then_normalise": lambda frames: _unit(frames.mean(axis=-2)),
+}
+DEFAULT_POOLING = "normalise_then_mean"
+
+
+@dataclass(frozen=True)
+class Views:
+    """Test-time views of a video: `clips` temporal clips x `crops` spatial crops.
+
+    The frames stage samples clips x num_frames TSN frames, clip-major: the centres of
+    clips x num_frames equal segments, which are exactly num_frames TSN frames of each of
+    `clips` consecutive equal parts of the video. The embedding stage cuts each frame into
+    `crops` squares (SPATIAL_CROPS), so a video's frame embeddings come as [clip, frame,
+    crop]. Each view (clip, crop) is pooled on its own; the video's embedding is the
+    normalised mean of its views' embeddings. For normalise_then_mean that is the mean of
+    every unit frame embedding; for mean_then_normalise each view is normalised first.
+    """
+
+    clips: int = 1
+    crops: int = 1
+
+    @classmethod
+    def from_config(cls, frames: Mapping[str, Any]) -> Views:
+        views = frames.get("views") or {}
+        return cls(int(views.get("clips", 1)), int(views.get("crops", 1)))
+
+    @property
+    def count(self) -> int:
+        return self.clips * self.crops
+
+
+def video_embedding(
+    frame_embeddings: np.ndarray, views: Views = Views(), pooling: str = DEFAULT_POOLING
+) -> np.ndarray:
+    """A video's embedding from its frame embeddings [clips x frames x crops, D]."""
+    frames = np.asarray(frame_embeddings)
+    if len(frames) % views.count:
+        raise ValueError(
+            f"{len(frames)} frame embeddings do not divide into {views.clips} clips x "
+            f"{views.crops} crops"
+        )
+    per_view = frames.reshape(views.clips, -1, views.crops, frames.shape[-1]).swapaxes(1, 2)
+    pooled = POOLINGS[pooling](per_view)  # [clips, crops, D]
+    return _unit(pooled.reshape(-1, frames.shape[-1]).mean(axis=0))
+
+
 def mean_frame_embedding(frame_embeddings: np.ndarray) -> np.ndarray:
-    """The video embedding: the L2-normalised mean of L2-normalised frame embeddings."""
-    frames = frame_embeddings / np.linalg.norm(frame_embeddings, axis=1, keepdims=True)
-    mean = frames.mean(axis=0)
-    return mean / np.linalg.norm(mean)
+    """One view, normalise_then_mean: the L2-normalised mean of unit frame embeddings."""
+    return video_embedding(frame_embeddings)
+
+
+def _square_crops(image, crops: int) -> list:
+    """`crops` squares of the frame's short side, spread evenly along its long side
+    (3: start, centre, end, as the field's three-crop test views)."""
+    width, height = image.size
+    side = min(width, height)
+    offsets = [round(i * (max(width, height) - side) / (crops - 1)) for i in range(crops)]
+    if width >= height:
+        return [image.crop((x, 0, x + side, side)) for x in offsets]
+    return [image.crop((0, y, side, y + side)) for y in offsets]
+
+
+# crops -> a frame's spatial views, each then given the backbone's own transform (its resize
+# and centre crop). One view: the whole frame.
+SPATIAL_CROPS: dict[int, Callable[[Any], list]] = {
+    1: lambda image: [image],
+    3: lambda image: _square_crops(image, 3),
+}
 
 
 # ---------------------------------------------------------------- preprocessing split
@@ -141,9 +217,12 @@ def shard_blocks(row_groups: list[int], block_videos: int) -> list[tuple[int, in
     return blocks
 
 
-def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable):
-    """An IterableDataset of blocks: (video_ids, frames per video, prepare(JPEGs per video),
-    CPU seconds the block took to read and prepare).
+def _shard_blocks_dataset(
+    shard_path: str, block_videos: int, prepare: Callable, images_per_frame: int = 1
+):
+    """An IterableDataset of blocks: (video_ids, images per video, prepare(JPEGs per video),
+    CPU seconds the block took to read and prepare); `prepare` makes `images_per_frame`
+    images of each frame (its spatial crops).
 
     Worker w of n takes blocks w, w+n, ...; the DataLoader asks the workers in turn, so
     blocks come back in shard order whatever the number of workers.
@@ -166,13 +245,15 @@ def _shard_blocks_dataset(shard_path: str, block_videos: int, prepare: Callable)
                 jpegs = table.column("jpeg").to_pylist()
                 payload = prepare(jpegs)
                 busy = time.process_time() - started
-                yield video_ids, [len(frames) for frames in jpegs], payload, busy
+                counts = [len(frames) * images_per_frame for frames in jpegs]
+                yield video_ids, counts, payload, busy
 
     return FramesShard()
 
 
-def _frames_dataset(shard_path: str, transform, block_videos: int):
-    """Blocks of pixels: workers decode the JPEGs and run the transform's PIL steps.
+def _frames_dataset(shard_path: str, transform, block_videos: int, crops: int = 1):
+    """Blocks of pixels: workers decode the JPEGs, cut each frame into its `crops` spatial
+    views (SPATIAL_CROPS) and run the transform's PIL steps on each.
 
     With a split transform the pixels are uint8 (normalised later, per pass); otherwise
     they are the transform's own output.
@@ -180,14 +261,15 @@ def _frames_dataset(shard_path: str, transform, block_videos: int):
     import torch
 
     split = split_transform(transform)
+    cut = SPATIAL_CROPS[crops]
 
     def pixels(jpegs: list[list[bytes]]):
-        flat = [image for frames in jpegs for image in decode_jpegs(frames)]
+        flat = [view for frames in jpegs for image in decode_jpegs(frames) for view in cut(image)]
         if split is not None:
             return uint8_frames(flat, split.pil)
         return torch.stack([transform(image) for image in flat])
 
-    return _shard_blocks_dataset(shard_path, block_videos, pixels), split
+    return _shard_blocks_dataset(shard_path, block_videos, pixels, crops), split
 
 
 def _jpeg_dataset(shard_path: str, block_videos: int):
@@ -212,8 +294,15 @@ class FrameBatcher:
     short one to time the encoder by).
     """
 
-    def __init__(self, size: int, encode: Callable[[Any], np.ndarray], first: int | None = None):
+    def __init__(
+        self,
+        size: int,
+        encode: Callable[[Any], np.ndarray],
+        first: int | None = None,
+        pool: Callable[[np.ndarray], np.ndarray] = mean_frame_embedding,
+    ):
         self.size = size
+        self.pool = pool  # a video's frame embeddings -> its embedding
         self._pass = min(first or size, size)  # frames of the next pass
         self.encode = encode  # pixels [N, ...] -> frame embeddings [N, D]
         self._staging: Any = None  # [size, ...] tensor, made at the first frames
@@ -268,7 +357,7 @@ class FrameBatcher:
         start = 0
         while self._videos and self._videos[0][1] <= self._ready - start:
             video_id, count = self._videos.popleft()
-            yield video_id, mean_frame_embedding(frames[start : start + count]), count
+            yield video_id, self.pool(frames[start : start + count]), count
             start += count
         self._encoded = [frames[start:]] if start < len(frames) else []
         self._ready -= start
@@ -367,8 +456,12 @@ def iter_video_embeddings(
     workers: int = 0,
     block_videos: int = 8,
     frames_on: str | None = None,
+    views: Views = Views(),
+    pooling: str = DEFAULT_POOLING,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (video_id, embedding, num_frames) for every video of a frames shard, in order.
+
+    Each video's frames are pooled by `pooling` (POOLINGS) per view and its `views` averaged.
 
     Workers read blocks of `block_videos` videos while the model encodes passes of exactly
     `batch_frames` frames (the last one may be smaller; default: by device, BATCH_FRAMES).
@@ -378,8 +471,12 @@ def iter_video_embeddings(
     """
     import torch
 
+    if pooling not in POOLINGS or views.crops not in SPATIAL_CROPS:
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)} and crops one of "
+                         f"{sorted(SPATIAL_CROPS)}; got {pooling!r}, {views.crops}")
     on_cuda = str(backbone.device).startswith("cuda")
-    path = frame_path(backbone, frames_on)
+    # The device path decodes whole frames; spatial crops are cut in the workers.
+    path = frame_path(backbone, frames_on) if views.crops == 1 else "workers"
     if path == "device":
         from zsar.device_frames import decode_jpegs, device_preprocess, resize_frames
 
@@ -390,7 +487,9 @@ def iter_video_embeddings(
         def to_pixels(block):
             return resize_frames(decode_jpegs(*block, backbone.device), pp)
     else:
-        dataset, norm = _frames_dataset(str(shard_path), backbone.transform, block_videos)
+        dataset, norm = _frames_dataset(
+            str(shard_path), backbone.transform, block_videos, views.crops
+        )
 
         def to_pixels(block):
             # On CUDA, copy each block as it arrives (uint8, from pinned memory), overlapping
@@ -428,18 +527,27 @@ def iter_video_embeddings(
     size = batch_frames or default_batch_frames(backbone.device)
     # On a CPU a short first pass times the encoder at little cost. It is short with or
     # without workers, so the passes do not depend on the number of workers.
-    batcher = FrameBatcher(size, encode, first=max(1, size // 8) if on_cpu else None)
+    batcher = FrameBatcher(
+        size, encode, first=max(1, size // 8) if on_cpu else None,
+        pool=lambda frames: video_embedding(frames, views, pooling),
+    )
     try:
         if balance is not None:
             balance.start()
         for video_ids, counts, block, cpu_seconds in loader:
             if balance is not None:
                 balance.block_done(sum(counts), cpu_seconds)
-            yield from batcher.feed(video_ids, counts, to_pixels(block))
-        yield from batcher.finish()
+            yield from _frames_not_crops(batcher.feed(video_ids, counts, to_pixels(block)), views)
+        yield from _frames_not_crops(batcher.finish(), views)
     finally:
         if balance is not None:
             balance.restore()
+
+
+def _frames_not_crops(videos: Iterator[tuple[str, np.ndarray, int]], views: Views):
+    """The batcher counts images; a video's num_frames counts its frames."""
+    for video_id, vector, images in videos:
+        yield video_id, vector, images // views.crops
 
 
 def run_video_embedding_stage(
@@ -452,6 +560,8 @@ def run_video_embedding_stage(
     provenance: Mapping[str, Any] | None = None,
     progress=None,
     frames_on: str | None = None,
+    views: Views = Views(),
+    pooling: str = DEFAULT_POOLING,
 ) -> int:
     """Embed every video of a frames shard and stream the rows to `out_path`."""
     from tqdm import tqdm
@@ -466,6 +576,8 @@ def run_video_embedding_stage(
             batch_frames=batch_frames,
             workers=workers,
             frames_on=frames_on,
+            views=views,
+            pooling=pooling,
         ):
             rows.append(
                 {"video_id": video_id, "vector": vector.astype(np.float32), "num_frames": count}

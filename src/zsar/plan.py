@@ -130,8 +130,10 @@ def parse_shard_id(text: str) -> tuple[int, int]:
 
 def sampling_name(frames_cfg: Mapping[str, Any]) -> str:
     """The frames folder name: everything that changes the decoded frames, nothing else."""
+    clips = int((frames_cfg.get("views") or {}).get("clips", 1))
     return (
         f"tsn{frames_cfg['num_frames']}_s{frames_cfg['short_side']}_q{frames_cfg['jpeg_quality']}"
+        + (f"_c{clips}" if clips > 1 else "")
     )
 
 
@@ -314,7 +316,10 @@ def check_caption_context(entry: Mapping[str, Any], config: Mapping[str, Any]) -
     garbage, hours into a run."""
     if not entry.get("context_length") or not entry.get("visual_tokens_per_frame"):
         return
-    frames = int(config["frames"]["num_frames"])
+    # Every frame the frames stage decodes goes to the captioner: all temporal clips.
+    frames = int(config["frames"]["num_frames"]) * int(
+        (config["frames"].get("views") or {}).get("clips", 1)
+    )
     if entry.get("max_frames"):
         frames = min(frames, int(entry["max_frames"]))
     new_tokens = int(config["captions"]["max_new_tokens"])

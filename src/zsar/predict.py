@@ -92,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    num_frames: int
+    num_frames: int  # per temporal clip
+    clips: int
+    crops: int
     short_side: int
     jpeg_quality: int
     templates: dict[str, str]
@@ -115,6 +117,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
     frames, captions = config["frames"], config["captions"]
     return Settings(
         num_frames=args.frames or int(frames["num_frames"]),
+        clips=int(frames["views"]["clips"]),
+        crops=int(frames["views"]["crops"]),
         short_side=int(frames["short_side"]),
         jpeg_quality=int(frames["jpeg_quality"]),
         templates=dict(config["descriptors"]["templates"]),
@@ -309,13 +313,16 @@ def build_class_model(
     )
 
 
-def video_embedding(jpegs: Sequence[bytes], backbone) -> np.ndarray:
-    """The embedding stage's video embedding from the frames stage's JPEGs."""
-    from zsar.embed import mean_frame_embedding
+def video_embedding(jpegs: Sequence[bytes], backbone, views, pooling: str) -> np.ndarray:
+    """The embedding stage's video embedding from the frames stage's JPEGs: each frame cut
+    into its spatial crops, pooled per view by the backbone's rule, views averaged."""
+    from zsar.embed import SPATIAL_CROPS
+    from zsar.embed import video_embedding as pool_views
     from zsar.frames import decode_jpegs
 
-    pixels = backbone.preprocess(decode_jpegs(jpegs))
-    return mean_frame_embedding(backbone.encode_images(pixels).numpy())
+    cut = SPATIAL_CROPS[views.crops]
+    pixels = backbone.preprocess([view for image in decode_jpegs(jpegs) for view in cut(image)])
+    return pool_views(backbone.encode_images(pixels).numpy(), views, pooling)
 
 
 def caption_videos(decoded, captioner_entry, args, settings, device) -> dict[str, str]:
@@ -443,11 +450,13 @@ class Setup:
     captioner_entry: dict[str, Any] | None
     descriptors_path: Path | None
     device: str
+    pooling: str  # the backbone's frame pooling (zsar.embed.POOLINGS)
 
 
 def prepare(args: argparse.Namespace) -> Setup:
     """Everything before the first video; any problem is a PredictError-like exception."""
     from zsar.backbones import load_backbone
+    from zsar.embed import DEFAULT_POOLING
     from zsar.embed_text import load_name_prompt
     from zsar.io import read_json
     from zsar.registry import get_entry, load_registry
@@ -472,7 +481,8 @@ def prepare(args: argparse.Namespace) -> Setup:
     descriptors_json = read_json(descriptors_path) if descriptors_path else None
     name_prompt = load_name_prompt(backbone_entry.get("name_prompt"), settings.prompts_dir)
     model = build_class_model(classes, descriptors_json, backbone, settings, name_prompt)
-    return Setup(settings, backbone, model, captioner_entry, descriptors_path, device)
+    pooling = backbone_entry.get("pooling", DEFAULT_POOLING)
+    return Setup(settings, backbone, model, captioner_entry, descriptors_path, device, pooling)
 
 
 def decode(videos: Sequence[str], settings: Settings, workers: int):
@@ -481,7 +491,8 @@ def decode(videos: Sequence[str], settings: Settings, workers: int):
 
     decoded, failed = [], []
     for video in decode_videos(
-        [(v, v) for v in videos], settings.num_frames, settings.short_side, workers,
+        [(v, v) for v in videos], settings.num_frames * settings.clips, settings.short_side,
+        workers,
         jpeg_quality=settings.jpeg_quality,
     ):
         if video.ok:
@@ -503,6 +514,7 @@ def in_workdir(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     from zsar.config import ConfigError
+    from zsar.embed import Views
     from zsar.registry import RegistryError
 
     if args.top < 1:
@@ -522,7 +534,10 @@ def run(args: argparse.Namespace) -> int:
               f"{setup.descriptors_path}", file=sys.stderr)
     settings = setup.settings
     decoded, failed = decode(args.videos, settings, args.workers)
-    embeddings = {d.video_id: video_embedding(d.jpeg, setup.backbone) for d in decoded}
+    views = Views(settings.clips, settings.crops)
+    embeddings = {
+        d.video_id: video_embedding(d.jpeg, setup.backbone, views, setup.pooling) for d in decoded
+    }
     captions: dict[str, str] = {}
     if setup.captioner_entry is not None and decoded:
         captions = caption_videos(decoded, setup.captioner_entry, args, settings, setup.device)

@@ -14,6 +14,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from zsar.config import ConfigError, lambdas, validate_config
+from zsar.embed import DEFAULT_POOLING
 from zsar.method import VARIANTS, kind_weights
 from zsar.plan import parse_variant_run, preflight, resolve_run, variant_runs
 from zsar.provenance import code_version
@@ -94,6 +95,19 @@ def side_model_key(name, side):
     if entry.get("base"):
         key["base"] = side_model_key(entry["base"], side)
     return key
+
+
+def pooling_of(backbone):
+    """How the backbone's checkpoint pools frame embeddings (zsar.embed.POOLINGS)."""
+    return registry_entry("backbones", backbone).get("pooling", DEFAULT_POOLING)
+
+
+def frames_params():
+    """What the frames stage decodes: the frame settings and the temporal clips (each clip
+    num_frames more frames); the spatial crops are cut at the embedding stage, so changing
+    them decodes nothing again."""
+    frames = {k: v for k, v in config["frames"].items() if k != "views"}
+    return {**frames, "clips": config["frames"]["views"]["clips"]}
 
 
 def text_model_key(name):

@@ -23,6 +23,8 @@ rule embed_videos:
         runtime=120,
     params:
         backbone=lambda wildcards: video_model_key(wildcards.backbone),
+        pooling=lambda wildcards: pooling_of(wildcards.backbone),
+        views=config["frames"]["views"],
         code=code("embed_videos"),
     script:
         "../scripts/embed_videos.py"

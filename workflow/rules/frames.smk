@@ -21,7 +21,7 @@ rule frames:
         mem_mb=4000,
         runtime=120,
     params:
-        frames=config["frames"],
+        frames=frames_params(),
         code=code("frames"),
     script:
         "../scripts/frames.py"

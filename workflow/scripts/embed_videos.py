@@ -4,11 +4,12 @@ from zsar.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed import run_video_embedding_stage
+    from zsar.embed import Views, run_video_embedding_stage
 
     backbone, provenance = job_backbone(smk)
     run_video_embedding_stage(
-        smk.input.frames, smk.output[0], backbone, workers=smk.threads, provenance=provenance
+        smk.input.frames, smk.output[0], backbone, workers=smk.threads, provenance=provenance,
+        views=Views(**smk.params.views), pooling=smk.params.pooling,
     )
 
 

@@ -12,7 +12,9 @@ def main(smk) -> None:
         out_path=smk.output.frames,
         failures_path=smk.output.failures,
         shard=smk.wildcards.shard,
-        num_frames=int(frames["num_frames"]),
+        # Each temporal clip is num_frames TSN frames of one equal part: together, the TSN
+        # frames of clips x num_frames segments (zsar.embed.Views).
+        num_frames=int(frames["num_frames"]) * int(frames["clips"]),
         short_side=int(frames["short_side"]),
         jpeg_quality=int(frames["jpeg_quality"]),
         workers=int(smk.threads),
