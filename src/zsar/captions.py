@@ -7,7 +7,9 @@ generation_params (JSON). Captioners are a registry (`BACKENDS`):
 - `transformers`: a vision-language model from {resources}/models/{name}/ through
   `AutoProcessor` and the model class the entry names (default `AutoModelForImageTextToText`),
   the prompt rendered by the processor's chat template, batched greedy decoding with left
-  padding; a CUDA out-of-memory error halves the batch and retries;
+  padding; a CUDA out-of-memory error halves the batch and retries. Frames given as a video
+  come with their real timing (the frames table's source rate and duration), and
+  generation_params records the effective generation settings (checkpoint, zsar, entry);
 - `openai`: an OpenAI-compatible chat endpoint (vLLM, Ollama, hosted APIs) through
   `zsar.chat`, frames sent as base64 JPEG data URLs, requests concurrent up to a limit;
 - `file`: captions made elsewhere, read from CSV, JSON or Parquet (video_id -> caption).
@@ -23,6 +25,7 @@ loader as real checkpoints.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -39,7 +42,14 @@ import pyarrow.parquet as pq
 import yaml
 
 from zsar.adapters import kinetics_clip_key
-from zsar.frames import decode_jpegs, iter_shard_batches
+from zsar.frames import (
+    TIMING_COLUMNS,
+    decode_jpegs,
+    iter_shard_batches,
+    positive_seconds,
+    sample_frame_indices,
+    shard_columns,
+)
 from zsar.io import ParquetStreamWriter, failures_table, write_parquet
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
@@ -61,6 +71,13 @@ MAX_CAPTION_CHARS = 300
 # How frames reach a transformers model -> the processor argument that carries them: one
 # video per sample, or one image per frame (for models without a video path, e.g. SmolVLM2).
 VISUAL_INPUTS = {"video": "videos", "images": "images"}
+# A video whose frames table gives no usable timing (a table written before zsar recorded it,
+# or a decoder that reported none) is taken to be this many frames a second, typical of the
+# benchmarks' sources (UCF101 25, HMDB51 and most of Kinetics 30); a warning says so, and
+# generation_params records it.
+DEFAULT_SOURCE_FPS = 30.0
+# Generation settings zsar sets itself; a registry entry's `generation` may not override them.
+RESERVED_GENERATION = {"max_new_tokens": "the config's captions.max_new_tokens"}
 
 
 # --- Cleaning (pure) --------------------------------------------------------------------
@@ -178,18 +195,71 @@ def openai_messages(prompts: PromptSet, jpegs: Sequence[bytes]) -> list[dict[str
 
 @dataclass(frozen=True)
 class VideoFrames:
+    """One video's stored frames and, where its frames table has them, when they were shown
+    (zsar.frames, "Timing"): the frames' source indices, the source's frame count, rate and
+    duration. Tables written before the timing was recorded leave the last two None."""
+
     video_id: str
     jpegs: list[bytes]
+    frame_indices: list[int] | None = None
+    num_source_frames: int | None = None
+    source_fps: float | None = None
+    source_duration_s: float | None = None
 
 
 def iter_frame_batches(
     frames_shard: str | Path, batch_size: int, with_frames: bool = True
 ) -> Iterator[list[VideoFrames]]:
     """Stream a frames shard in batches of videos, without holding the shard in memory."""
-    columns = ["video_id", "jpeg"] if with_frames else ["video_id"]
+    timing = shard_columns(frames_shard, TIMING_COLUMNS) if with_frames else []
+    columns = ["video_id", "jpeg", *timing] if with_frames else ["video_id"]
     for batch in iter_shard_batches(frames_shard, columns, batch_size):
-        jpegs = batch.get("jpeg") or [[] for _ in batch["video_id"]]
-        yield [VideoFrames(v, list(j or [])) for v, j in zip(batch["video_id"], jpegs, strict=True)]
+        ids = batch["video_id"]
+        jpegs = batch.get("jpeg") or [[] for _ in ids]
+        times = [batch.get(name) or [None] * len(ids) for name in TIMING_COLUMNS]
+        yield [VideoFrames(v, list(j or []), *t)
+               for v, j, *t in zip(ids, jpegs, *times, strict=True)]
+
+
+# --- Video timing (pure) --------------------------------------------------------------------
+
+
+def clip_seconds(video: VideoFrames) -> float | None:
+    """Seconds the video's source frames span: the recorded duration, else frames / rate."""
+    duration = positive_seconds(video.source_duration_s)
+    fps = positive_seconds(video.source_fps)
+    if duration is None and fps is not None and (video.num_source_frames or 0) > 0:
+        duration = video.num_source_frames / fps
+    return duration
+
+
+def processor_video_metadata(
+    video: VideoFrames, given: int, indices: Sequence[int] | None,
+    default_fps: float = DEFAULT_SOURCE_FPS,
+) -> tuple[dict[str, Any], bool]:
+    """What a transformers video processor is told about `given` pre-sampled frames (the
+    fields of its VideoMetadata), and whether the video's timing was known.
+
+    The frames are described as part of the source video: its frame count, the rate at
+    which those frames span its duration, and the source indices of the frames given. The
+    processor's sampled rate, len(frames_indices) / total_num_frames * fps, is then `given`
+    / duration, so Qwen2.5-VL's second_per_grid_ts (temporal_patch_size / sampled rate)
+    follows the clip's duration, and processors that write timestamps (SmolVLM2) give each
+    frame its time in the source. Without a timing, the source is taken to run at
+    `default_fps`; without a source frame count, the frames given are the whole source.
+    """
+    total = video.num_source_frames if (video.num_source_frames or 0) > 0 else None
+    if total is None:
+        total, indices = given, None
+    if indices is None or len(indices) != given:
+        indices = sample_frame_indices(total, given)  # the frames stage's rule
+    seconds = clip_seconds(video)
+    known = seconds is not None
+    if seconds is None:
+        seconds = total / default_fps
+    metadata = {"total_num_frames": total, "fps": total / seconds, "duration": seconds,
+                "frames_indices": [int(i) for i in indices]}
+    return metadata, known
 
 
 # --- Batching with out-of-memory back-off ---------------------------------------------------
@@ -320,8 +390,45 @@ def load_vlm(entry: Mapping[str, Any], resources: str | Path, device: str):
     return processor, model
 
 
+# --- Generation settings ----------------------------------------------------------------------
+
+# Fields of a GenerationConfig that say which transformers wrote it, not how it generates.
+_NOT_SETTINGS = ("transformers_version", "_from_model_config")
+# (do_sample, beam search?) -> how the captions were decoded, for generation_params.
+DECODING_NAMES = {(False, False): "greedy", (False, True): "beam search",
+                  (True, False): "sampling", (True, True): "beam sampling"}
+
+
+def effective_generation_config(checkpoint_config, overrides: Mapping[str, Any], name: str):
+    """The settings generate() runs with: the checkpoint's generation config (its
+    generation_config.json) with `overrides` on top, in transformers' own order (what
+    generate() is given wins; what it is not given comes from the checkpoint)."""
+    config = copy.deepcopy(checkpoint_config)
+    unknown = config.update(**dict(overrides))
+    if unknown:
+        raise ValueError(f"captioner '{name}': unknown generation setting(s) "
+                         f"{sorted(unknown)} (see transformers.GenerationConfig)")
+    return config
+
+
+def generation_settings(config) -> dict[str, Any]:
+    """A GenerationConfig's settings that differ from transformers' defaults, sorted: what the
+    checkpoint, zsar and the registry entry set, and nothing else."""
+    diff = config.to_diff_dict()
+    return {key: diff[key] for key in sorted(diff) if key not in _NOT_SETTINGS}
+
+
+def decoding_name(config) -> str:
+    return DECODING_NAMES[(bool(config.do_sample), (config.num_beams or 1) > 1)]
+
+
 class TransformersCaptioner(Captioner):
-    """Batched greedy captions from a local vision-language model."""
+    """Batched greedy captions from a local vision-language model.
+
+    generate() runs with the checkpoint's generation config, zsar's greedy settings on top,
+    and the registry entry's `generation` on top of those; generation_params records the
+    result (e.g. Qwen's repetition_penalty 1.05, which applies to greedy decoding too).
+    """
 
     def __init__(
         self,
@@ -333,6 +440,8 @@ class TransformersCaptioner(Captioner):
         batch_size: int,
         visual_input: str = "video",
         max_frames: int | None = None,
+        generation: Mapping[str, Any] | None = None,
+        name: str = "transformers",
     ):
         if visual_input not in VISUAL_INPUTS:
             raise ValueError(f"visual_input must be one of {sorted(VISUAL_INPUTS)}, "
@@ -351,14 +460,28 @@ class TransformersCaptioner(Captioner):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._texts: dict[int, str] = {}
         self.prompt_version = prompts.version
+        self.name = name
+        self.untimed = 0  # videos captioned without a known timing (DEFAULT_SOURCE_FPS)
+        reserved = sorted(set(generation or {}) & set(RESERVED_GENERATION))
+        if reserved:
+            raise ValueError(f"captioner '{name}': generation may not set {reserved}; use "
+                             f"{', '.join(RESERVED_GENERATION[k] for k in reserved)}")
+        zsar_settings = {"max_new_tokens": self.max_new_tokens, "do_sample": False,
+                         "num_beams": 1, "pad_token_id": self.tokenizer.pad_token_id}
+        self.generation_config = effective_generation_config(
+            model.generation_config, {**zsar_settings, **dict(generation or {})}, name
+        )
         self.generation_params = {
             "backend": "transformers",
-            "decoding": "greedy",
+            "decoding": decoding_name(self.generation_config),
             "max_new_tokens": self.max_new_tokens,
             "visual_input": visual_input,
             "max_frames": max_frames,
             "dtype": str(model.dtype).removeprefix("torch."),
+            "generation_config": generation_settings(self.generation_config),
         }
+        if visual_input == "video":
+            self.generation_params["default_source_fps"] = DEFAULT_SOURCE_FPS
 
     def _prompt_text(self, num_frames: int) -> str:
         key = num_frames if self.visual_input == "images" else 0
@@ -369,51 +492,87 @@ class TransformersCaptioner(Captioner):
             )
         return self._texts[key]
 
-    def generate(self, frames: Sequence[list]) -> list[str]:
-        """Greedy captions for videos given as lists of PIL images (one batch, no retries)."""
+    def generate(
+        self, frames: Sequence[list], metadata: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[str]:
+        """Captions for videos given as lists of PIL images (one batch, no retries);
+        `metadata`: each video's timing for the processor (processor_video_metadata)."""
         import torch
 
         texts = [self._prompt_text(len(f)) for f in frames]
         # One list of PIL frames per video, as a video or as that sample's images.
-        visual = {VISUAL_INPUTS[self.visual_input]: list(frames)}
+        visual: dict[str, Any] = {VISUAL_INPUTS[self.visual_input]: list(frames)}
+        if self.visual_input == "video" and metadata is not None:
+            # The frames are already sampled: the processor must not sample again, only learn
+            # when they were shown (without it, Qwen2.5-VL assumes 24 frames a second).
+            visual.update(video_metadata=[dict(m) for m in metadata], do_sample_frames=False)
         inputs = self.processor(text=texts, padding=True, return_tensors="pt", **visual)
+        seconds = inputs.get("second_per_grid_ts")
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
+        if seconds is not None:  # times stay float32: bf16 would round 0.8333 s to 0.832
+            inputs["second_per_grid_ts"] = seconds.to(self.model.device)
         with torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            out = self.model.generate(**inputs, generation_config=self.generation_config)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
+    def _timing(self, video: VideoFrames, given: int) -> dict[str, Any]:
+        """The processor's metadata for `video`'s `given` frames; warns when it is a guess."""
+        indices = video.frame_indices
+        if indices is not None and len(indices) == len(video.jpegs):
+            indices = subsample_frames(indices, self.max_frames)  # in step with the frames
+        metadata, known = processor_video_metadata(video, given, indices)
+        if not known:
+            self.untimed += 1
+            if self.untimed == 1:
+                logger.warning(
+                    "%s: the frames table gives no source fps or duration (written before "
+                    "zsar recorded them?); assuming %g frames a second for its timing, and "
+                    "for any other such video (counted at the end)",
+                    video.video_id, DEFAULT_SOURCE_FPS,
+                )
+        return metadata
+
     def caption(self, videos: Sequence[VideoFrames]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(videos)
-        decoded: dict[int, list] = {}
+        decoded: dict[int, tuple[list, dict[str, Any] | None]] = {}
         for i, video in enumerate(videos):
             if not video.jpegs:
                 outcomes[i] = (None, "no frames")
                 continue
             try:
-                decoded[i] = decode_jpegs(subsample_frames(video.jpegs, self.max_frames))
+                frames = decode_jpegs(subsample_frames(video.jpegs, self.max_frames))
             except Exception as err:  # noqa: BLE001 - a corrupt JPEG fails its video only
                 outcomes[i] = (None, f"cannot decode frames: {err}"[:300])
+                continue
+            timing = self._timing(video, len(frames)) if self.visual_input == "video" else None
+            decoded[i] = (frames, timing)
         # The processors stack a batch's videos, so a batch holds videos of one frame count.
         by_count: dict[int, list[int]] = {}
-        for i, frames in decoded.items():
+        for i, (frames, _) in decoded.items():
             by_count.setdefault(len(frames), []).append(i)
+
+        def run(chunk):
+            frames, timing = zip(*chunk, strict=True)
+            metadata = None if None in timing else timing
+            return [(text, None) for text in self.generate(frames, metadata)]
+
         for indices in by_count.values():
             results = run_in_batches(
                 [decoded[i] for i in indices],
-                lambda chunk: [(text, None) for text in self.generate(chunk)],
+                run,
                 self.batch,
                 on_oom=_free_cuda_memory,
             )
             for i, outcome in zip(indices, results, strict=True):
                 outcomes[i] = outcome
         return [o if o is not None else (None, "no outcome") for o in outcomes]
+
+    def finish(self) -> None:
+        if self.untimed:
+            logger.warning("%d video(s) had no source timing in the frames table; their frames "
+                           "were taken to be from a %g fps source", self.untimed,
+                           DEFAULT_SOURCE_FPS)
 
 
 def _free_cuda_memory() -> None:
@@ -436,6 +595,8 @@ def make_transformers_captioner(entry, resources, device, prompts, max_new_token
         batch_size=batch_size,
         visual_input=entry.get("visual_input", "video"),
         max_frames=entry.get("max_frames"),
+        generation=entry.get("generation"),
+        name=entry["name"],
     )
 
 

@@ -26,6 +26,13 @@ counted by reading the video from its start with PyAV on one thread (so the coun
 same every time), L becomes that count, and the indices are sampled again once and read
 from that prefix; `num_source_frames` records the L that was used.
 
+Timing: each row also records the source's frame rate (`source_fps`, the decoder's average
+rate) and the seconds its L frames span (`source_duration_s`: from the start of the first
+frame to the end of the last, by the decoder's timestamps), both read from the index the
+decoder builds anyway, with no extra decode. So the N sampled frames are N / duration frames
+a second, which video captioners that take timing (Qwen2.5-VL) are told. Either is null when
+the decoder reports nothing usable; readers then fall back to a stated default.
+
 Decoding runs in a pool of worker processes. Frames are resized in the worker (aspect
 ratio kept, short side = `short_side`, PIL bilinear), so only small arrays cross the
 process boundary. Any error becomes a readable reason, and a worker that crashes or hangs
@@ -39,6 +46,7 @@ import contextlib
 import functools
 import io
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -67,8 +75,13 @@ FRAMES_SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("width", pa.int32()),
         ("num_source_frames", pa.int32()),
+        # Added after the first release: shards written before lack them (readers check).
+        ("source_fps", pa.float64()),
+        ("source_duration_s", pa.float64()),
     ]
 )
+# The columns that say when each sampled frame was shown (see "Timing" above).
+TIMING_COLUMNS = ("frame_indices", "num_source_frames", "source_fps", "source_duration_s")
 
 # Videos per Parquet row group (about 5 MB of JPEG at 8 frames of 340x256): small enough to
 # keep memory flat and to let the embedding stage's workers read their own videos without
@@ -112,6 +125,15 @@ def videos_for_shard(manifest: pa.Table, index: int, total: int) -> list[tuple[s
     unique = {vid: path for vid, path, ok in zip(ids, paths, exists, strict=True) if ok}
     ordered = sorted(unique)
     return [(vid, unique[vid]) for vid in ordered[index::total]]
+
+
+def positive_seconds(value: float | None) -> float | None:
+    """`value` as a float when it is a usable rate or duration (finite, > 0), else None;
+    rounded to the microsecond so that decoder float noise never changes a shard's bytes."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) and value > 0 else None
 
 
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -166,8 +188,9 @@ class DecodedVideo:
     `frames` are HxWx3 uint8 RGB arrays, already resized; `jpeg` holds the same frames
     JPEG-encoded when the caller asked for it (the frames stage does, so the encoding
     also runs in the workers). `size` is the (height, width) of the frames; it stays
-    when `frames` is dropped (decode_video_jpeg_only). `error` is None exactly when
-    decoding succeeded.
+    when `frames` is dropped (decode_video_jpeg_only). `source_fps` and
+    `source_duration_s` are the source's timing (module docstring), None when unknown.
+    `error` is None exactly when decoding succeeded.
     """
 
     video_id: str
@@ -177,6 +200,8 @@ class DecodedVideo:
     error: str | None = None
     jpeg: list[bytes] | None = None
     size: tuple[int, int] | None = None
+    source_fps: float | None = None
+    source_duration_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -228,9 +253,35 @@ def _readable_prefix(path: str) -> Iterator:
             return
 
 
-def _read_readable_prefix(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int]:
-    """Sampled frames of the readable prefix: one pass counts it, a second keeps N frames."""
-    length = sum(1 for _ in _readable_prefix(path))
+# The source's timing: (frames per second, seconds its frames span); None where unknown.
+Timing = tuple[float | None, float | None]
+
+
+def _prefix_timing(path: str, frames: Iterable) -> tuple[int, Timing]:
+    """Count the readable prefix's frames and time them (PyAV frames carry their timestamps)."""
+    import av
+
+    with av.open(path) as container:
+        rate = container.streams.video[0].average_rate
+    fps = positive_seconds(rate)
+    length, start, end = 0, None, None
+    for frame in frames:
+        length += 1
+        if frame.time is None:
+            continue
+        start = frame.time if start is None else start
+        shown = float(frame.duration * frame.time_base) if frame.duration else None
+        end = frame.time + (shown or (1 / fps if fps else 0.0))
+    duration = positive_seconds(end - start) if start is not None else None
+    return length, (fps, duration)
+
+
+def _read_readable_prefix(
+    path: str, num_frames: int
+) -> tuple[np.ndarray, list[int], int, Timing]:
+    """Sampled frames of the readable prefix: one pass counts and times it, a second keeps
+    N frames."""
+    length, timing = _prefix_timing(path, _readable_prefix(path))
     indices = sample_frame_indices(length, num_frames)  # ValueError for 0 frames
     wanted, kept = set(indices), {}
     for i, frame in enumerate(_readable_prefix(path)):
@@ -238,11 +289,23 @@ def _read_readable_prefix(path: str, num_frames: int) -> tuple[np.ndarray, list[
             kept[i] = frame.to_ndarray(format="rgb24")
         if i == indices[-1]:
             break
-    return np.stack([kept[i] for i in indices]), indices, length
+    return np.stack([kept[i] for i in indices]), indices, length, timing
 
 
-def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int]:
-    """Sampled frames as one uint8 array [N,H,W,3], their indices, and the frame count used."""
+def _decord_timing(reader, length: int) -> Timing:
+    """decord's average rate and the span of its frame index (no decoding); never raises:
+    a video without usable timestamps still gives its frames."""
+    try:
+        fps = positive_seconds(reader.get_avg_fps())
+        (start, _), (_, end) = reader.get_frame_timestamp([0, length - 1]).tolist()
+        return fps, positive_seconds(end - start)
+    except Exception:  # noqa: BLE001 - timing is optional; the frames are what matter
+        return None, None
+
+
+def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int, Timing]:
+    """Sampled frames as one uint8 array [N,H,W,3], their indices, the frame count used,
+    and the source's timing."""
     import decord
 
     reader = decord.VideoReader(path, num_threads=1)  # the pool is the parallelism
@@ -251,7 +314,8 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
         raise ValueError("0 frames")
     indices = sample_frame_indices(length, num_frames)
     try:
-        return reader.get_batch(indices).asnumpy(), indices, length
+        frames = reader.get_batch(indices).asnumpy()
+        return frames, indices, length, _decord_timing(reader, length)
     except Exception as first_error:
         # The container's frame count is a promise, not a fact: fall back to the frames
         # that really decode, and sample those.
@@ -304,7 +368,7 @@ def decode_video(
         return failed(video_id, "empty file (0 bytes)")
     with _captured_fd2() as decoder_log:
         try:
-            raw, indices, length = _read_frames(str(file), num_frames)
+            raw, indices, length, (fps, duration) = _read_frames(str(file), num_frames)
         except Exception as err:
             return failed(video_id, describe_error(err, decoder_log(), str(file)))
     frames = _resize(raw, short_side)
@@ -312,7 +376,8 @@ def decode_video(
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     if jpeg is not None and not keep_arrays:
         frames = None
-    return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg, size=size)
+    return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg, size=size,
+                        source_fps=fps, source_duration_s=duration)
 
 
 # The frames stage's decoder: JPEGs only (a partial of a top-level function still pickles).
@@ -489,6 +554,8 @@ def frames_row(video: DecodedVideo) -> dict:
         "height": height,
         "width": width,
         "num_source_frames": video.num_source_frames,
+        "source_fps": video.source_fps,
+        "source_duration_s": video.source_duration_s,
     }
 
 
@@ -581,6 +648,13 @@ def run_frames_stage(
 # ---------------------------------------------------------------- reading a frames shard
 # The one place that reads the frames contract: captions, the embedding stage, zsar predict
 # and the report all decode shards through these.
+
+
+def shard_columns(shard_path: str | os.PathLike, wanted: Iterable[str]) -> list[str]:
+    """The columns of `wanted` that a frames shard has: shards written before a column was
+    added to the contract lack it, and their readers fall back to a default."""
+    names = set(pq.ParquetFile(shard_path).schema_arrow.names)
+    return [name for name in wanted if name in names]
 
 
 def decode_jpeg(data: bytes):

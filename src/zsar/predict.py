@@ -333,7 +333,8 @@ def caption_videos(decoded, captioner_entry, args, settings, device) -> dict[str
         captioner_entry, args.resources, device, load_prompt_set(settings.prompt_set),
         settings.max_new_tokens, settings.batch_size,
     )
-    videos = [VideoFrames(d.video_id, list(d.jpeg)) for d in decoded]
+    videos = [VideoFrames(d.video_id, list(d.jpeg), d.frame_indices, d.num_source_frames,
+                          d.source_fps, d.source_duration_s) for d in decoded]
     captions = {}
     for video, (text, error) in zip(videos, captioner.caption(videos), strict=True):
         caption = clean_caption(text) if error is None else ""

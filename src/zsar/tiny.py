@@ -250,9 +250,11 @@ def make_tiny_vlm(spec: Mapping[str, Any], device: str = "cpu", dtype=None):
         model = model_class._from_config(config, dtype=dtype or torch.float32)
     model.eval()
     tokenizer = processor.tokenizer
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
-    )
+    # spec["generation_config"]: what a checkpoint's generation_config.json adds (e.g. Qwen's
+    # repetition_penalty), so that the captioners' handling of it can be tested.
+    settings = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+                "do_sample": False, **dict(spec.get("generation_config") or {})}
+    model.generation_config = GenerationConfig(**settings)
     return processor, model
 
 
