@@ -344,3 +344,16 @@ def test_llava_next_video_default_fits_and_more_frames_stop_with_both_numbers():
     assert "context of 4096" in message
     with pytest.raises(ConfigError, match="3 clips|48 frames|6912"):
         check_caption_context({**llava, "max_frames": 48}, _config(16, clips=3))
+
+
+def test_the_readme_gives_every_backbone_its_protocol_and_published_numbers():
+    from zsar.references import load_references
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Each backbone's own protocol", 1)[1].split("\n### ", 1)[0]
+    registry = load_registry(CONFIG / "models.yaml")
+    for name, entry in registry["backbones"].items():
+        if not entry.get("demo"):
+            assert f"`{name}`" in section, f"{name} has no protocol row in the README"
+    for ref in load_references(CONFIG / "reference_results.yaml"):
+        assert ref.published() in section, f"{ref.backbone} {ref.dataset} {ref.published()}"
