@@ -1,5 +1,6 @@
 # zsar: zero-shot video action recognition with image-text models.
-# The DAG: manifest -> frames -> {captions, descriptors} -> embeddings -> scores -> metrics -> tables.
+# The DAG: manifest -> frames -> {captions, descriptors} -> embeddings -> scores -> metrics
+# (and comparisons) -> tables.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -31,6 +32,7 @@ include: "workflow/rules/captions.smk"
 include: "workflow/rules/descriptors.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 

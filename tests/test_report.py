@@ -227,3 +227,62 @@ def test_report_targets_are_scheduled_by_the_workflow(tmp_path):
     plan = snakemake(work, "-n", "--configfile", "config/config.yaml", "sweep.yaml",
                      "--", "results/report/demo/tiny-clip/confusion.png", timeout=300)
     assert "results/demo/scores/tiny-clip/full_lambda0.3.parquet" in plan.stdout
+
+
+def test_ablation_error_bars_are_the_records_intervals():
+    with_ci = metrics_record("demo", "tiny", "full", 0.55)
+    with_ci["ci"] = {"top1": [0.40, 0.70], "top5": [0.6, 0.9], "mean_class": [0.5, 0.56]}
+    without = metrics_record("demo", "tiny", "baseline", 0.40)  # made before intervals
+    bars = report.error_bars([without, with_ci, None], "top1")
+    assert bars.shape == (2, 3)
+    assert bars[:, 0].tolist() == [0, 0] and bars[:, 2].tolist() == [0, 0]
+    assert bars[:, 1] == pytest.approx([15.0, 15.0])
+    assert report.error_bars([without], "top1") is None
+    with_ci["provenance"]["statistics"] = {"level": 0.9}
+    fig = report.plot_ablation([without, with_ci], "demo")
+    assert "error bars: 90% bootstrap intervals" in fig._suptitle.get_text()
+
+
+def gain_rows(b, gains):
+    """zsar.compare's per-class gains rows of b against baseline, one per (class, points)."""
+    rows = [{"a": "baseline", "b": b, "class": name, "videos": 4, "correct_a": 2,
+             "correct_b": 2 + round(points / 25), "gain_points": float(points),
+             "gained": max(0, round(points / 25)), "lost": max(0, -round(points / 25))}
+            for name, points in gains]
+    return sorted(rows, key=lambda r: (-r["gain_points"], r["class"]))
+
+
+def test_class_gains_page_shows_the_largest_changes_per_run():
+    rows = [*gain_rows("+caption", [("jump", 50), ("run", 25), ("swim", 0), ("walk", -50)]),
+            *gain_rows("full_lambda0.3", [("jump", 0), ("run", 0)])]
+    page = report.class_gains_html(rows, "demo: gains", limit=1)
+    caption = page.split("<h2>+caption against baseline</h2>")[1].split("<h2>")[0]
+    assert "4 classes: 2 gain, 1 lose, 1 unchanged; 3 videos newly right, 2 newly wrong" in caption
+    gains, losses = caption.split("Classes that lose most")
+    assert "jump" in gains and "run" not in gains  # limit 1: the largest gain only
+    assert "walk" in losses and "-50.0" in losses and "right under +caption" in losses
+    assert "<h2>full λ=0.3 against baseline</h2>" in page and "None." in page
+    assert "No run to compare" in report.class_gains_html([], "t")
+
+
+def test_tables_page_shows_marks_and_the_paired_comparisons(tmp_path):
+    base = metrics_record("demo", "tiny", "baseline", 0.40)
+    full = metrics_record("demo", "tiny", "full", 0.55)
+    full["provenance"] = {**full["provenance"], "config_hash": "h-full"}
+    compared = {
+        "dataset": "demo", "backbone": "tiny", "pairs": [["baseline", "full"]],
+        "runs": {"baseline": {"config_hash": "h"}, "full": {"config_hash": "h-full"}},
+        "settings": {"resamples": 1000, "seed": 0, "level": 0.95, "alpha": 0.05},
+        "top1": [{"a": "baseline", "b": "full", "difference": 0.15, "ci_low": 0.05,
+                  "ci_high": 0.25, "videos": 10, "only_a": 0, "only_b": 9, "mcnemar_p": 0.004,
+                  "mcnemar_p_holm": 0.004, "significant": True}],
+    }  # fmt: skip
+    paths = []
+    for i, item in enumerate((base, full, compared)):
+        paths.append(str(tmp_path / f"{i}.json"))
+        write_json(item, paths[-1])
+    report.run_tables_html_stage(paths[:2], str(tmp_path / "t.html"),
+                                 comparisons_paths=paths[2:])
+    page = (tmp_path / "t.html").read_text()
+    assert "55.0 (+15.0 [+5.0, +25.0])†" in page and "marks a significant gain" in page
+    assert "Paired comparisons: top-1" in page and "full − baseline" in page

@@ -103,3 +103,59 @@ def test_scores_match_a_direct_computation(tmp_path):
     want = float(np.mean(np.argmax(fused @ cc.T, axis=1) == labels))
     assert record["mean"]["top1"] == pytest.approx(want)
     assert read_json(tmp_path / "out" / "metrics.json")["mean"]["top1"] == record["mean"]["top1"]
+
+
+def test_each_accuracy_has_a_bootstrap_interval_from_a_fixed_seed(tmp_path):
+    inputs = write_score_inputs(tmp_path / "in", videos=60, classes=6, missing=5)
+    settings = {"resamples": 300, "seed": 0, "level": 0.9}
+
+    def run(name, **statistics):
+        out = tmp_path / name
+        record = run_scoring_stage(
+            inputs, PARAMS, str(out / "scores.parquet"), str(out / "metrics.json"),
+            dataset="toy", backbone=BACKBONE, run="full", chain=CHAIN,
+            statistics={**settings, **statistics})
+        return record, out
+
+    record, out = run("a")
+    again, out_again = run("b")
+    assert (out / "metrics.json").read_bytes() == (out_again / "metrics.json").read_bytes()
+    assert (out / "scores.parquet").read_bytes() == (out_again / "scores.parquet").read_bytes()
+    for block, ci in ((record["mean"], record["ci"]),
+                      (record["splits"]["1"], record["splits"]["1"]["ci"])):
+        for metric in ("top1", "top5", "mean_class"):
+            low, high = ci[metric]
+            assert low <= block[metric] <= high and low < high, metric
+    # From the counted videos (55 of 60 here): a narrower level gives a narrower interval.
+    wide, _ = run("wide", level=0.99)
+    assert wide["ci"]["top1"][0] <= record["ci"]["top1"][0]
+    assert wide["ci"]["top1"][1] >= record["ci"]["top1"][1]
+    assert wide["ci"]["top1"] != record["ci"]["top1"]
+    reseeded, _ = run("seed", seed=1)
+    assert reseeded["ci"] != record["ci"] and reseeded["mean"] == record["mean"]
+    method = record["provenance"]["statistics"]
+    assert method["resamples"] == 300 and method["seed"] == 0 and method["level"] == 0.9
+    assert "percentile bootstrap" in method["method"]
+    # The settings are in the record's config hash: a record made otherwise is told apart.
+    more, _ = run("more", resamples=400)
+    assert more["provenance"]["config_hash"] != record["provenance"]["config_hash"]
+    assert reseeded["provenance"]["config_hash"] != record["provenance"]["config_hash"]
+
+
+def test_no_top5_interval_where_the_scores_keep_fewer_than_5_classes(tmp_path):
+    inputs = write_score_inputs(tmp_path / "in", videos=40, classes=12)
+    record, _ = score(tmp_path, inputs, topk=3)
+    assert record["ci"]["top5"] is None and record["splits"]["1"]["ci"]["top5"] is None
+    assert record["ci"]["top1"] is not None and record["mean"]["top5"] is not None
+    few = write_score_inputs(tmp_path / "few", videos=40, classes=3)
+    record, _ = score(tmp_path / "f", few, topk=3)  # all 3 classes ranked: top-5 known
+    assert record["ci"]["top5"] == [1.0, 1.0]
+
+
+def test_a_split_without_a_counted_video_has_no_interval(tmp_path):
+    inputs = write_score_inputs(tmp_path / "in", videos=8, classes=4, missing=8)
+    record, out = score(tmp_path, inputs)
+    assert record["splits"]["1"]["ci"] == {"top1": None, "top5": None, "mean_class": None}
+    assert record["ci"] == {"top1": None, "top5": None, "mean_class": None}
+    text = tables(tmp_path, [out / "metrics.json"])
+    assert "n/a" in text["md"]

@@ -10,6 +10,10 @@ class prompts), and the rule must not depend on the run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 # The accuracies every metrics record holds, whatever `scoring.topk` is (topk sets how many
@@ -66,3 +70,71 @@ def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     if arr.size == 0:
         return None, None
     return float(arr.mean()), float(arr.std(ddof=0)) if arr.size > 1 else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Per-video hits, read back from the rows of a scores Parquet (zsar.scoring.SCORES_SCHEMA):
+# what the statistics (zsar.stats) resample.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoHits:
+    """The videos a run's accuracies count, one entry each, in (split, video_id) order.
+
+    `top5` is None where the scores cannot tell: a row keeps `scoring.topk` ranked classes,
+    and with topk < 5 a split of more than topk classes has no top-5 in its rows.
+    """
+
+    split: np.ndarray  # int64
+    video_id: np.ndarray  # str
+    true_class: np.ndarray  # int64, the class id within its split
+    top1: np.ndarray  # bool
+    top5: np.ndarray | None  # bool
+
+    def keys(self) -> list[tuple[int, str]]:
+        return list(zip(self.split.tolist(), self.video_id.tolist(), strict=True))
+
+    def take(self, index: np.ndarray) -> VideoHits:
+        return VideoHits(
+            self.split[index], self.video_id[index], self.true_class[index], self.top1[index],
+            None if self.top5 is None else self.top5[index],
+        )
+
+
+def counted_hits(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    failure_policy: str,
+    classes_per_split: Mapping[int, int],
+    k: int = 5,
+) -> VideoHits:
+    """Top-1 and top-k hits of the videos the metrics count: the evaluated ones, and under
+    count_as_wrong the failed and missing ones too (wrong in every metric, as
+    `accuracy_metrics` counts them). The same numbers `accuracy_metrics` gives, read from
+    the scores rather than the score matrix."""
+    counted = sorted(
+        (r for r in rows if failure_policy == "count_as_wrong" or r["status"] == "evaluated"),
+        key=lambda r: (r["split"], r["video_id"]),
+    )
+    evaluated = np.array([r["status"] == "evaluated" for r in counted], dtype=bool)
+    true_class = np.array([r["true_class"] for r in counted], dtype=np.int64)
+    top1 = np.array([bool(r["correct"]) for r in counted], dtype=bool) & evaluated
+    # A row ranks min(topk, classes) classes: top-k is known when that covers min(k, classes).
+    known = all(
+        len(r["topk_classes"]) >= min(k, classes_per_split[r["split"]])
+        for r, e in zip(counted, evaluated, strict=True)
+        if e
+    )
+    topk = None
+    if known:
+        topk = np.array(
+            [r["true_class"] in r["topk_classes"][:k] for r in counted], dtype=bool
+        ) & evaluated
+    return VideoHits(
+        np.array([r["split"] for r in counted], dtype=np.int64),
+        np.array([r["video_id"] for r in counted], dtype=object),
+        true_class,
+        top1,
+        topk,
+    )

@@ -23,9 +23,14 @@ from zsar.plan import parse_variant_run
 from zsar.tables import (
     COLUMN_LABELS,
     COLUMNS,
+    COMPARISONS_TITLE,
+    PIVOT_TITLE,
     ablation_pivot,
+    comparison_table,
     display_cell,
     footnote_lines,
+    pivot_notes,
+    record_ci,
     row_key,
     run_label,
     table_rows,
@@ -193,8 +198,22 @@ def plot_per_class(rows: list[tuple[str, float, int]], title: str, hidden: int =
     return fig
 
 
+def error_bars(records: Sequence[Mapping[str, Any] | None], metric: str) -> np.ndarray | None:
+    """[2, runs] distances (points) from each bar's top down to its interval's low end and up
+    to its high end; 0 where a run has no interval. None when no run has one (no caps)."""
+    bars = np.zeros((2, len(records)))
+    for i, rec in enumerate(records):
+        ci = record_ci(rec, metric) if rec else None
+        mean = rec["mean"][metric] if rec else None
+        if ci and None not in ci and mean is not None:
+            # max(0, ...): an interval's end can sit a rounding error inside the mean.
+            bars[:, i] = [max(0.0, 100 * (mean - ci[0])), max(0.0, 100 * (ci[1] - mean))]
+    return bars if bars.any() else None
+
+
 def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
-    """Grouped bars: one group per run (variant order), one bar per backbone, two metrics."""
+    """Grouped bars: one group per run (variant order), one bar per backbone, two metrics;
+    error bars are each accuracy's bootstrap interval (metrics JSON `ci`)."""
     records = sorted(records, key=row_key)
     runs = list(dict.fromkeys(r["run"] for r in records))
     backbones = sorted({r["backbone"] for r in records})
@@ -206,18 +225,17 @@ def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
     for panel, (metric, name) in enumerate((("top1", "top-1"), ("mean_class", "mean-class"))):
         ax = fig.add_subplot(1, 2, panel + 1)
         for b, backbone in enumerate(backbones):
-            means, stds = [], []
-            for run in runs:
-                rec = by_key.get((run, backbone))
-                mean = rec["mean"][metric] if rec else None
-                std = rec["std"][metric] if rec else None
-                several = rec is not None and rec.get("splits_with_results", 1) > 1
-                means.append(math.nan if mean is None else 100 * mean)
-                stds.append(100 * std if several and std is not None else 0)
+            shown = [by_key.get((run, backbone)) for run in runs]
+            means = [math.nan if rec is None or rec["mean"][metric] is None
+                     else 100 * rec["mean"][metric] for rec in shown]
             x = np.arange(len(runs)) + (b - (len(backbones) - 1) / 2) * width
-            errors = stds if any(stds) else None  # no caps drawn for single-split runs
-            bars = ax.bar(x, means, width, yerr=errors, capsize=3, label=backbone)
-            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+            errors = error_bars(shown, metric)
+            ax.bar(x, means, width, yerr=errors, capsize=3, label=backbone)
+            above = np.zeros(len(runs)) if errors is None else errors[1]
+            for xi, mean, up in zip(x, means, above, strict=True):
+                if not math.isnan(mean):  # the value above its error bar, not behind it
+                    ax.text(xi, mean + up + 1, f"{mean:.1f}", ha="center", va="bottom",
+                            fontsize=7)
         ax.set_xticks(range(len(runs)), [labels[r] for r in runs], rotation=30, ha="right")
         ax.set_ylabel(f"{name} accuracy (%)")
         ax.set_ylim(0, 105)
@@ -225,7 +243,12 @@ def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
         if panel == 0:
             ax.legend(fontsize=8, title="backbone", title_fontsize=8)
     noun = "class" if fallbacks == 1 else "classes"
-    fig.suptitle(f"descriptor fallbacks: {fallbacks} {noun} fell back to the name", fontsize=8)
+    levels = sorted({f"{100 * m['level']:g}%" for r in records
+                     if (m := (r.get("provenance") or {}).get("statistics"))})
+    bars = (f"error bars: {', '.join(levels)} bootstrap intervals over videos" if levels
+            else "no intervals in these records")
+    fig.suptitle(f"{bars}; descriptor fallbacks: {fallbacks} {noun} fell back to the name",
+                 fontsize=8)
     return fig
 
 
@@ -278,23 +301,33 @@ def tables_html(
     left_out: Sequence[str] = (),
     warn_missing_share: float = 0.1,
     references: Sequence[Any] = (),
+    compared: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The benchmark table, the top-1 ablation pivot, the published numbers beside the
-    baseline runs and the settings as one HTML page."""
-    rows = table_rows(records, warn_missing_share, references)
+    """The top-1 ablation pivot with what its marks mean, the paired comparisons, the
+    published numbers beside the baseline runs, the benchmark table and the settings as one
+    HTML page (`compared`: the compare rule's records)."""
+    rows = table_rows(records, warn_missing_share, references, compared)
     numeric = set(range(COLUMNS.index("splits"), COLUMNS.index("notes")))
     full = html_table(
         [COLUMN_LABELS.get(c, c) for c in COLUMNS],
         ([display_cell(r, c) for c in COLUMNS] for r in rows),
         numeric,
     )
-    header, pivot = ablation_pivot(records, "top1")
+    header, pivot = ablation_pivot(records, "top1", compared)
+    notes = "".join(f"<p class=\"muted\">{_esc(line)}</p>"
+                    for line in pivot_notes(records, compared))
+    paired_header, paired = comparison_table(records, compared)
+    paired_html = (f"\n<h2>{_esc(COMPARISONS_TITLE)}</h2>\n"
+                   + html_table(paired_header, paired, set(range(3, len(paired_header) - 1)))
+                   if paired else "")
     settings = "".join(f"<li>{_esc(line)}</li>" for line in footnote_lines(records))
     published = published_html(records, references)
     skipped = "".join(f"<li>{_esc(line)}</li>" for line in left_out)
     body = (
-        "<h2>Ablation: top-1 accuracy (%), gain over baseline in points</h2>\n"
+        f"<h2>{_esc(PIVOT_TITLE)}</h2>\n"
         + html_table(header, pivot, set(range(2, len(header))))
+        + notes
+        + paired_html
         + published
         + "\n<h2>All runs</h2>\n"
         + full
@@ -302,6 +335,59 @@ def tables_html(
         + (f"\n<h2>Left out</h2>\n<ul class=\"muted\">{skipped}</ul>" if skipped else "")
     )
     return html_page("zsar results", body)
+
+
+# Classes shown per run on the per-class gains page, for the gains and for the losses.
+CLASS_GAINS_SHOWN = 10
+
+
+def _class_gain_table(rows: Sequence[Mapping[str, Any]], a: str, b: str) -> str:
+    header = ["class", "videos", f"right under {run_label(a)}", f"right under {run_label(b)}",
+              "gain (points)", "gained", "lost"]
+    return html_table(
+        header,
+        ([r["class"], r["videos"], r["correct_a"], r["correct_b"], f"{r['gain_points']:+.1f}",
+          r["gained"], r["lost"]] for r in rows),
+        set(range(1, len(header))),
+    )
+
+
+def class_gains_html(
+    rows: Sequence[Mapping[str, Any]], title: str, limit: int = CLASS_GAINS_SHOWN
+) -> str:
+    """Per run against baseline (zsar.compare's per-class gains rows, in their order): the
+    classes that gain most and lose most in top-1, with their counts."""
+    from zsar.stats import largest_changes
+
+    pairs = list(dict.fromkeys((r["a"], r["b"]) for r in rows))
+    sections = []
+    for a, b in pairs:
+        # Class names are unique within a pair; the id only completes largest_changes' key.
+        mine = [{**r, "class_id": i} for i, r in enumerate(r for r in rows
+                                                          if (r["a"], r["b"]) == (a, b))]
+        gains, losses = largest_changes(mine, limit)
+        gained, lost = sum(r["gained"] for r in mine), sum(r["lost"] for r in mine)
+        up = sum(r["gain_points"] > 0 for r in mine)
+        down = sum(r["gain_points"] < 0 for r in mine)
+        sections.append(
+            f"<h2>{_esc(run_label(b))} against {_esc(run_label(a))}</h2>\n"
+            f"<p>{len(mine)} classes: {up} gain, {down} lose, {len(mine) - up - down} "
+            f"unchanged; {gained} videos newly right, {lost} newly wrong (net "
+            f"{gained - lost:+d}).</p>\n"
+            f"<h3>Classes that gain most</h3>\n"
+            + (_class_gain_table(gains, a, b) if gains else "<p>None.</p>")
+            + "\n<h3>Classes that lose most</h3>\n"
+            + (_class_gain_table(losses, a, b) if losses else "<p>None.</p>")
+        )
+    intro = (
+        "<p class=\"muted\">Top-1, each run against baseline on the same videos, pooled over "
+        "splits. gained: videos only the run gets right; lost: videos only baseline gets "
+        "right. Per-class differences on few videos are noisy, and no class is tested "
+        "on its own: the paired comparisons on the tables page say whether a run's gain as a "
+        "whole is significant.</p>"
+    )
+    body = "\n".join(sections) if sections else "<p>No run to compare with baseline.</p>"
+    return html_page(title, intro + "\n" + body)
 
 
 def _descriptor_list(items: Sequence[Mapping[str, Any]]) -> str:
@@ -470,6 +556,15 @@ def run_ablation_plot_stage(metrics_paths: Sequence[str], out_path: str, *, data
     save_figure(plot_ablation([read_json(p) for p in metrics_paths], dataset), out_path)
 
 
+def run_class_gains_page_stage(gains_path: str, out_path: str, *, title: str) -> None:
+    """The per-class gains page from the compare rule's per-class gains Parquet."""
+    import pyarrow.parquet as pq
+
+    from zsar.io import write_text
+
+    write_text(class_gains_html(pq.read_table(gains_path).to_pylist(), title), out_path)
+
+
 def published_html(records: Sequence[Mapping[str, Any]], references: Sequence[Any]) -> str:
     """zsar.tables.published_lines as HTML: the comparisons table and the ones not made."""
     from zsar.references import comparisons
@@ -502,15 +597,20 @@ def run_tables_html_stage(
     results_dir: str | None = None,
     warn_missing_share: float = 0.1,
     references_path: str | None = None,
+    comparisons_paths: Sequence[str] = (),
 ) -> None:
-    """The tables page, of this run's records and every other one in `results_dir`."""
+    """The tables page, of this run's records and every other one in `results_dir`, with
+    the paired comparisons that match them."""
     from zsar.io import write_text
     from zsar.references import load_references
-    from zsar.tables import read_records, records_in
+    from zsar.tables import comparisons_in, read_comparisons, read_records, records_in
 
     records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
+    compared, unreadable = read_comparisons([*comparisons_paths, *comparisons_in(results_dir)])
     references = load_references(references_path)
-    write_text(tables_html(records, left_out, warn_missing_share, references), out_path)
+    page = tables_html(records, [*left_out, *unreadable], warn_missing_share, references,
+                       compared)
+    write_text(page, out_path)
 
 
 def middle_frames(frames_paths: Sequence[str], video_ids: Iterable[str]) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from zsar import stats
 from zsar.io import vector_matrix, vectors_by_key
 from zsar.method import (  # noqa: F401 - normalize is part of this module's interface
     TEMPLATE_COMBINES,
@@ -22,6 +23,7 @@ from zsar.method import (  # noqa: F401 - normalize is part of this module's int
     kind_weights,
     normalize,
 )
+from zsar.metrics import METRICS, VideoHits, counted_hits
 
 
 def build_class_vectors(
@@ -254,6 +256,46 @@ def summarise_splits(per_split: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _interval(values: list[float]) -> list[float] | None:
+    """[low, high], or None where undefined (no video: the bootstrap gives NaN, which a
+    JSON record cannot hold)."""
+    return None if any(np.isnan(v) for v in values) else [float(v) for v in values]
+
+
+def interval_options(statistics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a run's intervals depend on (config `statistics`, zsar.stats' defaults where
+    absent): resamples, seed, level. alpha concerns the paired comparisons only."""
+    return {k: v for k, v in stats.settings(statistics).items() if k != "alpha"}
+
+
+def accuracy_ci(
+    hits: VideoHits, splits: list[int], statistics: Mapping[str, Any] | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(per split, for the mean over splits) the bootstrap interval of each of METRICS
+    (zsar.stats.accuracy_intervals), as fractions; None where a split has no counted video
+    or the scores hold no top-5 (`hits.top5` is None)."""
+    top5 = hits.top1 if hits.top5 is None else hits.top5  # a stand-in, its interval nulled
+    found = stats.accuracy_intervals(
+        hits.top1, top5, hits.true_class, hits.split, **interval_options(statistics)
+    )
+
+    def shown(block: Mapping[str, list[float]] | None) -> dict[str, Any]:
+        out = {key: None if block is None else _interval(block[key]) for key in METRICS}
+        if hits.top5 is None:
+            out["top5"] = None
+        return out
+
+    per_split = {str(s): shown(found["splits"].get(str(s))) for s in splits}
+    return per_split, shown(found["mean"] if hits.split.size else None)
+
+
+def interval_provenance(statistics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """How a run's intervals were made (zsar.stats.interval_method, without the paired
+    comparisons' part, which the compare rule records)."""
+    method = stats.interval_method(**interval_options(statistics))
+    return {k: v for k, v in method.items() if k not in ("paired", "multiple_comparisons")}
+
+
 def run_scoring_stage(
     inputs: Mapping[str, str],
     params: Mapping[str, Any],
@@ -264,13 +306,16 @@ def run_scoring_stage(
     backbone: Mapping[str, Any],
     run: str,
     chain: Mapping[str, Any] | None = None,
+    statistics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score every split of a dataset for one backbone and variant run.
 
     `chain` is what made the inputs (the rule's params: the dataset's lists, frames,
     backbone, and for the variants that use them the captioner and the LLM with their
-    prompt sets): the record's provenance holds it whole, and its config hash covers it and
-    the scoring settings, everything that can change the numbers and nothing else.
+    prompt sets): the record's provenance holds it whole, and its config hash covers it,
+    the scoring settings and the intervals' settings (`statistics`: resamples, seed, level;
+    zsar.stats' defaults where absent), everything that can change the numbers and nothing
+    else. Each accuracy gets its bootstrap interval (`ci`), computed from the score rows.
     """
     import pyarrow.parquet as pq
 
@@ -292,6 +337,7 @@ def run_scoring_stage(
 
     all_rows: list[dict] = []
     per_split: dict[int, dict[str, Any]] = {}
+    classes_per_split: dict[int, int] = {}
     for split in sorted({c["split"] for c in classes}):
         names = [
             c["name"]
@@ -319,6 +365,15 @@ def run_scoring_stage(
         )
         all_rows += rows
         per_split[split] = metrics
+        classes_per_split[split] = len(names)
+
+    # The intervals, from the rows the scores Parquet holds (as the compare rule reads them).
+    hits = counted_hits(
+        all_rows, failure_policy=params["failure_policy"], classes_per_split=classes_per_split
+    )
+    split_ci, mean_ci = accuracy_ci(hits, sorted(per_split), statistics)
+    for split, metrics in per_split.items():
+        metrics["ci"] = split_ci[str(split)]
 
     # Only a variant that scores with descriptors can suffer from a class's fallback.
     fallbacks = (
@@ -337,15 +392,21 @@ def run_scoring_stage(
         "failure_policy": params["failure_policy"],
         "splits": {str(s): m for s, m in per_split.items()},
         **summarise_splits(per_split),
+        "ci": mean_ci,
         "descriptor_fallbacks": fallbacks,
         "provenance": provenance(
-            {"chain": dict(chain or {}), "scoring": dict(params)},
+            {
+                "chain": dict(chain or {}),
+                "scoring": dict(params),
+                "statistics": interval_options(statistics),
+            },
             model=backbone["name"],
             seed=None,
             extra={
                 "chain": dict(chain or {}),
                 "llm": descriptors.get("llm"),
                 "prompt_version": descriptors.get("prompt_version"),
+                "statistics": interval_provenance(statistics),
             },
         ),
     }

@@ -61,6 +61,18 @@ DEFAULT_LEVEL = 0.95
 DEFAULT_ALPHA = 0.05
 
 
+def settings(given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config's `statistics` block (resamples, seed, level, alpha), with the defaults
+    above where a key is absent."""
+    given = given or {}
+    return {
+        "resamples": int(given.get("resamples", DEFAULT_RESAMPLES)),
+        "seed": int(given.get("seed", 0)),
+        "level": float(given.get("level", DEFAULT_LEVEL)),
+        "alpha": float(given.get("alpha", DEFAULT_ALPHA)),
+    }
+
+
 def interval_method(
     *,
     resamples: int = DEFAULT_RESAMPLES,

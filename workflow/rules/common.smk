@@ -19,6 +19,7 @@ from zsar.method import VARIANTS, kind_weights
 from zsar.plan import parse_variant_run, preflight, resolve_run, variant_runs
 from zsar.provenance import code_version
 from zsar.references import ReferenceFileError, load_references
+from zsar.scoring import interval_options
 from zsar.registry import (
     backend_of,
     fetch_identity,
@@ -315,6 +316,22 @@ def scoring_chain(wildcards):
     return chain
 
 
+def interval_params():
+    """What each run's accuracy intervals depend on: `statistics` without alpha, which only
+    the comparisons use (so changing alpha re-scores nothing)."""
+    return interval_options(config["statistics"])
+
+
+def compared_runs():
+    """[run, variant, λ] of every run in the tables' order, λ None for a variant without a
+    caption: the compare rule pairs full with the single-component runs at its λ."""
+    runs = []
+    for run in RUNS:
+        variant, lam = parse_variant_run(run, LAMBDAS)
+        runs.append([run, variant, lam if VARIANTS[variant].caption else None])
+    return runs
+
+
 def explain_templates(wildcards):
     """The descriptor templates, for a variant whose explanations show descriptors."""
     return (
@@ -330,6 +347,14 @@ def all_metrics():
         dataset=PLAN.datasets,
         backbone=PLAN.backbones,
         run=RUNS,
+    )
+
+
+def all_comparisons():
+    return expand(
+        "results/{dataset}/comparisons/{backbone}.json",
+        dataset=PLAN.datasets,
+        backbone=PLAN.backbones,
     )
 
 
@@ -351,6 +376,13 @@ def records_on_disk():
     inputs): listed as a param, so that a record added by another command re-runs them."""
     found = {str(p) for p in Path("results").glob("*/metrics/*/*.json")}
     return sorted(found - set(all_metrics()))
+
+
+def comparisons_on_disk():
+    """The comparisons other commands left in results/, beside their records: the tables
+    mark the gains of those records only where one matches them (zsar.tables)."""
+    found = {str(p) for p in Path("results").glob("*/comparisons/*.json")}
+    return sorted(found - set(all_comparisons()))
 
 
 def report_targets():
@@ -378,6 +410,7 @@ def report_targets():
                 "per_class_accuracy.png",
                 "explanations-correct.html",
                 "explanations-wrong.html",
+                "per_class_gains.html",
             ],
         ),
     ]
@@ -386,6 +419,7 @@ def report_targets():
 def final_outputs():
     return [
         *all_metrics(),
+        *all_comparisons(),
         "results/tables/results.md",
         "results/tables/results.csv",
         "results/tables/results.tex",

@@ -1,9 +1,10 @@
-# Tables (built only from the metrics JSONs) and the report.
+# Tables (built only from the metrics and comparisons JSONs) and the report.
 
 
 rule tables:
     input:
         metrics=all_metrics(),
+        comparisons=all_comparisons(),
         references=reference_results(),
     output:
         md=report(
@@ -21,6 +22,9 @@ rule tables:
         # The tables cover every record in results/, not only this run's: the list of
         # record files is a param, so a record added by another command re-runs them.
         records=lambda wildcards: records_on_disk(),
+        # Their comparisons, where other commands left them (a record without one is shown
+        # without a paired interval or mark, and the table says so).
+        compared=lambda wildcards: comparisons_on_disk(),
         warn_missing_share=config["warn_missing_share"],
         code=code("tables"),
     script:
@@ -55,6 +59,7 @@ rule explain:
 rule report_tables_html:
     input:
         metrics=all_metrics(),
+        comparisons=all_comparisons(),
         references=reference_results(),
     output:
         report(
@@ -69,6 +74,7 @@ rule report_tables_html:
         "../../envs/report.yaml"
     params:
         records=lambda wildcards: records_on_disk(),
+        compared=lambda wildcards: comparisons_on_disk(),
         warn_missing_share=config["warn_missing_share"],
         code=code("report_tables_html"),
     script:
@@ -166,6 +172,27 @@ rule report_explanations:
         code=code("report_explanations"),
     script:
         "../scripts/report_explanations.py"
+
+
+rule report_class_gains:
+    input:
+        "results/{dataset}/per_class_gains/{backbone}.parquet",
+    output:
+        report(
+            "results/report/{dataset}/{backbone}/per_class_gains.html",
+            caption="../report/class_gains.rst",
+            category="Per-class results",
+            subcategory="{dataset}",
+            labels={"backbone": "{backbone}", "figure": "per-class gains"},
+        ),
+    log:
+        "results/logs/report/{dataset}/{backbone}/class_gains.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        code=code("report_class_gains"),
+    script:
+        "../scripts/report_class_gains.py"
 
 
 rule report_summary:

@@ -17,6 +17,8 @@ rule score:
         dataset="{dataset}",
         backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
         run="{run}",
+        # The intervals' settings (not alpha, which only the comparisons use).
+        statistics=interval_params(),
         code=code("score"),
     script:
         "../scripts/score.py"

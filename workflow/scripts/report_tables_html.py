@@ -11,6 +11,7 @@ def main(smk) -> None:
         smk.output[0],
         warn_missing_share=smk.params.warn_missing_share,
         references_path=smk.input.references or None,
+        comparisons_paths=[*smk.input.comparisons, *smk.params.compared],
     )
 
 

@@ -17,6 +17,7 @@ def main(smk) -> None:
         backbone=smk.params.backbone,
         run=smk.params.run,
         chain=smk.params.chain,
+        statistics=smk.params.statistics,
     )
     logging.info("top1=%s counts=%s", record["mean"]["top1"], record["counts"])
 

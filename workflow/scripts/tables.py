@@ -13,6 +13,7 @@ def main(smk) -> None:
         tex=smk.output.tex,
         warn_missing_share=smk.params.warn_missing_share,
         references_path=smk.input.references or None,
+        comparisons_paths=[*smk.input.comparisons, *smk.params.compared],
     )
 
 
