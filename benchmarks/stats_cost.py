@@ -28,18 +28,35 @@ The last line is machine-readable:
 
 F = T / S, each the best of --repeat interleaved repeats.
 
+With --edges it also times the statistics as the workflow runs them, from files: the
+score rule's intervals from its scores table (`zsar.metrics.counted_hits` and
+`zsar.scoring.accuracy_ci`, per variant) plus the compare rule end to end
+(`zsar.compare.run_compare_stage`: it reads the 5 scores Parquets and the class list,
+compares, computes the per-class gains and writes both files). That is all of (b) and the
+I/O around it, so the last line then adds
+
+    edges_s=E edges_overhead=H
+
+H = E / S, again against the scoring step's array work only.
+
 Usage:
     python benchmarks/stats_cost.py                      # 20,000 x 400 x 5, best of 3
     python benchmarks/stats_cost.py --videos 2000 --repeat 1   # quick check
     python benchmarks/stats_cost.py --naive             # also time index resampling
+    python benchmarks/stats_cost.py --edges             # also time the rules' I/O edges
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from zsar import stats
 from zsar.metrics import accuracy_metrics, rank_classes
@@ -68,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--naive", action="store_true", help="also time one top-1 interval by index resampling"
+    )
+    parser.add_argument(
+        "--edges", action="store_true", help="also time the score and compare rules' edges"
     )
     return parser.parse_args(argv)
 
@@ -106,7 +126,7 @@ def score_variant(inputs: dict, name: str, topk: int = 5) -> tuple[np.ndarray, d
         fusion="embedding",
         lam=VARIANT_LAMBDA.get(name, 0.0),
     )
-    metrics = accuracy_metrics(scores, inputs["labels"], topk=topk)
+    metrics = accuracy_metrics(scores, inputs["labels"])  # top-1, top-5 and mean-class
     return rank_classes(scores, topk), metrics
 
 
@@ -138,6 +158,60 @@ def all_statistics(
     return {"intervals": intervals, "comparisons": comparisons, "per_class_gains": gains}
 
 
+def scores_table(ranked: np.ndarray, labels: np.ndarray) -> pa.Table:
+    """A scores Parquet's table (zsar.scoring.SCORES_SCHEMA) of one variant, built column by
+    column; every video evaluated, in one split."""
+    from zsar.scoring import SCORES_SCHEMA
+
+    videos, k = ranked.shape
+    offsets = pa.array(np.arange(0, videos * k + 1, k, dtype=np.int32))
+    columns = {
+        "split": pa.array(np.ones(videos, np.int32)),
+        "video_id": pa.array([f"v{i:06d}" for i in range(videos)]),
+        "true_class": pa.array(labels.astype(np.int32)),
+        "predicted_class": pa.array(ranked[:, 0].astype(np.int32)),
+        "predicted_name": pa.array([f"class_{c:03d}" for c in ranked[:, 0].tolist()]),
+        "topk_classes": pa.ListArray.from_arrays(offsets, pa.array(ranked.ravel().astype(
+            np.int32))),
+        "topk_scores": pa.ListArray.from_arrays(offsets, pa.array(np.zeros(videos * k,
+                                                                           np.float32))),
+        "correct": pa.array(ranked[:, 0] == labels),
+        "status": pa.array(["evaluated"] * videos),
+    }
+    return pa.table(columns, schema=SCORES_SCHEMA)
+
+
+def time_edges(ranked: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str],
+               folder: Path, *, resamples: int, seed: int) -> float:
+    """Seconds the workflow's statistics take from files: the score rule's intervals per
+    variant, and the compare rule end to end."""
+    from zsar.compare import run_compare_stage
+    from zsar.io import write_parquet
+    from zsar.metrics import counted_hits
+    from zsar.scoring import accuracy_ci
+
+    settings = {"resamples": resamples, "seed": seed}
+    tables = {name: scores_table(r, labels) for name, r in ranked.items()}
+    paths = []
+    for name, table in tables.items():
+        paths.append(str(folder / f"{name}.parquet"))
+        write_parquet(table, paths[-1], {"config_hash": name})
+    pq.write_table(pa.table({"split": [1] * len(class_names),
+                             "class_id": list(range(len(class_names))),
+                             "name": class_names, "display_name": class_names}),
+                   folder / "classes.parquet")
+    runs = [[name, name, VARIANT_LAMBDA.get(name)] for name in ranked]
+    start = time.perf_counter()
+    for table in tables.values():
+        hits = counted_hits(table, failure_policy="exclude",
+                            classes_per_split={1: len(class_names)})
+        accuracy_ci(hits, [1], settings)
+    run_compare_stage(paths, str(folder / "classes.parquet"), str(folder / "comparisons.json"),
+                      str(folder / "gains.parquet"), dataset="synthetic", backbone="synthetic",
+                      runs=runs, failure_policy="exclude", statistics=settings)
+    return time.perf_counter() - start
+
+
 def naive_top1_interval(correct: np.ndarray, resamples: int, seed: int, chunk: int = 100):
     """One interval by drawing video indices (chunked to bound memory), for comparison."""
     rng = np.random.default_rng(seed)
@@ -154,7 +228,8 @@ def main(argv=None) -> None:
     inputs = synthetic_inputs(args.videos, args.classes, args.dim, args.seed)
     labels = inputs["labels"]
     class_names = [f"class_{c:03d}" for c in range(args.classes)]
-    scoring_times, stats_times = [], []
+    scoring_times, stats_times, edge_times = [], [], []
+    folder = Path(tempfile.mkdtemp(prefix="stats-cost-"))
     for repeat in range(args.repeat):
         start = time.perf_counter()
         results = {name: score_variant(inputs, name) for name in VARIANTS}
@@ -163,11 +238,16 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         out = all_statistics(ranked, labels, class_names, resamples=args.resamples, seed=args.seed)
         stats_times.append(time.perf_counter() - start)
+        if args.edges:
+            edge_times.append(time_edges(ranked, labels, class_names, folder,
+                                         resamples=args.resamples, seed=args.seed))
         print(
             f"repeat {repeat + 1}: scoring {scoring_times[-1]:.3f} s, "
-            f"statistics {stats_times[-1]:.3f} s",
+            f"statistics {stats_times[-1]:.3f} s"
+            + (f", from files {edge_times[-1]:.3f} s" if edge_times else ""),
             flush=True,
         )
+    shutil.rmtree(folder)
     for name, (_, metrics) in results.items():
         low, high = out["intervals"][name]["mean"]["top1"]
         print(
@@ -190,9 +270,11 @@ def main(argv=None) -> None:
         fast = time.perf_counter() - start
         print(f"one top-1 interval: index resampling {naive:.3f} s, count draws {fast:.5f} s")
     scoring, statistics = min(scoring_times), min(stats_times)
+    edges = (f" edges_s={min(edge_times):.3f} edges_overhead={min(edge_times) / scoring:.4f}"
+             if edge_times else "")
     print(
         f"stats_overhead={statistics / scoring:.4f} scoring_s={scoring:.3f} "
-        f"stats_s={statistics:.3f}"
+        f"stats_s={statistics:.3f}" + edges
     )
 
 

@@ -228,13 +228,16 @@ def test_counted_hits_give_the_metrics_of_the_record(strong):
     """The statistics resample what the metrics count: the same accuracies, read back."""
     _, inputs, scores, metrics, _, _ = strong
     for path, metric in zip(scores, metrics, strict=True):
-        rows = pq.read_table(path).to_pylist()
-        hits = counted_hits(rows, failure_policy="exclude", classes_per_split={1: 6})
+        table = pq.read_table(path)
+        hits = counted_hits(table, failure_policy="exclude", classes_per_split={1: 6})
         mean = read_json(metric)["mean"]
         assert hits.top1.mean() == pytest.approx(mean["top1"])
         assert hits.top5.mean() == pytest.approx(mean["top5"])
         assert stats.weighted_accuracy(hits.top1, hits.split, hits.true_class) == pytest.approx(
             mean["mean_class"])
         assert list(hits.keys()) == sorted(hits.keys())
-    assert np.all(counted_hits(rows, failure_policy="exclude", classes_per_split={1: 6},
+    assert np.all(counted_hits(table, failure_policy="exclude", classes_per_split={1: 6},
                                k=1).top5 == hits.top1)
+    # Fewer ranked classes than k, of more classes than that: top-k is unknown.
+    assert counted_hits(table, failure_policy="exclude", classes_per_split={1: 6},
+                        k=6).top5 is None

@@ -10,9 +10,8 @@ class prompts), and the rule must not depend on the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -103,7 +102,7 @@ class VideoHits:
 
 
 def counted_hits(
-    rows: Iterable[Mapping[str, Any]],
+    scores,
     *,
     failure_policy: str,
     classes_per_split: Mapping[int, int],
@@ -112,29 +111,37 @@ def counted_hits(
     """Top-1 and top-k hits of the videos the metrics count: the evaluated ones, and under
     count_as_wrong the failed and missing ones too (wrong in every metric, as
     `accuracy_metrics` counts them). The same numbers `accuracy_metrics` gives, read from
-    the scores rather than the score matrix."""
-    counted = sorted(
-        (r for r in rows if failure_policy == "count_as_wrong" or r["status"] == "evaluated"),
-        key=lambda r: (r["split"], r["video_id"]),
-    )
-    evaluated = np.array([r["status"] == "evaluated" for r in counted], dtype=bool)
-    true_class = np.array([r["true_class"] for r in counted], dtype=np.int64)
-    top1 = np.array([bool(r["correct"]) for r in counted], dtype=bool) & evaluated
+    the scores (a pyarrow table of SCORES_SCHEMA's columns) rather than the score matrix;
+    column by column, since a benchmark's scores hold tens of thousands of rows."""
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(scores, sort_keys=[("split", "ascending"),
+                                               ("video_id", "ascending")])
+    table = scores.take(order)
+    evaluated = pc.equal(table.column("status"), "evaluated").to_numpy(zero_copy_only=False)
+    if failure_policy != "count_as_wrong":
+        table = table.filter(evaluated)
+        evaluated = evaluated[evaluated]
+    split = table.column("split").to_numpy().astype(np.int64)
+    true_class = table.column("true_class").to_numpy().astype(np.int64)
+    top1 = table.column("correct").to_numpy(zero_copy_only=False).astype(bool) & evaluated
+    ranked = table.column("topk_classes")
     # A row ranks min(topk, classes) classes: top-k is known when that covers min(k, classes).
-    known = all(
-        len(r["topk_classes"]) >= min(k, classes_per_split[r["split"]])
-        for r, e in zip(counted, evaluated, strict=True)
-        if e
-    )
+    lengths = pc.list_value_length(ranked).to_numpy(zero_copy_only=False)
+    classes = np.array([classes_per_split[s] for s in split.tolist()], dtype=np.int64)
     topk = None
-    if known:
-        topk = np.array(
-            [r["true_class"] in r["topk_classes"][:k] for r in counted], dtype=bool
-        ) & evaluated
+    if np.all(lengths[evaluated] >= np.minimum(k, classes[evaluated])):
+        first = pc.list_slice(ranked, 0, k)
+        parents = pc.list_parent_indices(first).to_numpy()
+        flat = pc.list_flatten(first).to_numpy()
+        topk = np.zeros(len(split), dtype=bool)
+        topk[parents[flat == true_class[parents]]] = True
+        topk &= evaluated
     return VideoHits(
-        np.array([r["split"] for r in counted], dtype=np.int64),
-        np.array([r["video_id"] for r in counted], dtype=object),
+        split,
+        np.asarray(table.column("video_id").to_pylist(), dtype=object),
         true_class,
         top1,
         topk,
     )
+

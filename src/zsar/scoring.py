@@ -367,9 +367,11 @@ def run_scoring_stage(
         per_split[split] = metrics
         classes_per_split[split] = len(names)
 
-    # The intervals, from the rows the scores Parquet holds (as the compare rule reads them).
+    # The intervals, from the scores table as the Parquet holds it (and the compare rule
+    # reads it).
+    table = pa.Table.from_pylist(all_rows, schema=SCORES_SCHEMA)
     hits = counted_hits(
-        all_rows, failure_policy=params["failure_policy"], classes_per_split=classes_per_split
+        table, failure_policy=params["failure_policy"], classes_per_split=classes_per_split
     )
     split_ci, mean_ci = accuracy_ci(hits, sorted(per_split), statistics)
     for split, metrics in per_split.items():
@@ -410,7 +412,6 @@ def run_scoring_stage(
             },
         ),
     }
-    table = pa.Table.from_pylist(all_rows, schema=SCORES_SCHEMA)
     write_parquet(table, scores_path, record["provenance"])
     write_json(record, metrics_path)
     return record
