@@ -222,7 +222,7 @@ def test_report_targets_are_scheduled_by_the_workflow(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.M))
     assert counts["explain"] == str(len(runs)) == "7"
     for rule in ("report_tables_html", "report_ablation", "report_summary",
-                 "report_class_plots", "report_explanations"):
+                 "report_class_plots", "report_explanations", "compare", "report_class_gains"):
         assert counts[rule] == "1", rule
     plan = snakemake(work, "-n", "--configfile", "config/config.yaml", "sweep.yaml",
                      "--", "results/report/demo/tiny-clip/confusion.png", timeout=300)

@@ -112,6 +112,13 @@ def _video_removed(workdir: Path) -> list[str]:
 
 # Jobs that every edit which changes a score also re-runs: tables and report pages.
 REPORT = {"report_ablation": 1, "report_summary": 1, "report_tables_html": 1, "tables": 1}
+
+
+def compared(backbones: int) -> dict[str, int]:
+    """The paired comparisons and per-class gains pages of the backbones whose scores
+    changed: one compare job and one page each."""
+    return {"compare": backbones, "report_class_gains": backbones}
+
 FRAMES = "results/demo/frames/tsn8_s256_q90/000-of-001.parquet"
 
 
@@ -156,7 +163,7 @@ CASES: tuple[Case, ...] = (
         "change `scoring.weights.hierarchy`",
         _append("scoring: {weights: {hierarchy: 0.9}}\n"),
         {"score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
-         **REPORT},
+         **compared(2), **REPORT},
         ("results/demo/metrics/tiny-clip/+hierarchy.json",
          "results/demo/scores/tiny-clip/+hierarchy.parquet"),
     ),
@@ -165,16 +172,34 @@ CASES: tuple[Case, ...] = (
         "change `scoring.fusion`",
         _append("scoring: {fusion: score}\n"),
         {"score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
-         **REPORT},
+         **compared(2), **REPORT},
         ("results/demo/metrics/tiny-clip/+caption.json",
          "results/demo/scores/tiny-clip/+caption.parquet"),
+    ),
+    Case(
+        "statistics_resamples",
+        "change `statistics.resamples` (or `seed`, `level`): the intervals",
+        _append("statistics: {resamples: 500}\n"),
+        # Every score is re-written (its intervals), so what reads the scores runs again.
+        {"score": 10, "explain": 10, "report_class_plots": 2, "report_explanations": 2,
+         **compared(2), **REPORT},
+        ("results/demo/metrics/tiny-clip/baseline.json",
+         "results/demo/metrics/tiny-clip/baseline.json"),
+    ),
+    Case(
+        "statistics_alpha",
+        "change `statistics.alpha`: what is marked significant",
+        _append("statistics: {alpha: 0.01}\n"),
+        {**compared(2), "tables": 1, "report_tables_html": 1},
+        ("results/demo/comparisons/tiny-clip.json", "results/demo/comparisons/tiny-clip.json"),
     ),
     Case(
         "caption_tokens",
         "change the captioner's `max_new_tokens`",
         _append("captions: {max_new_tokens: 12}\n"),
         {"caption_shard": 1, "gather_captions": 1, "embed_captions": 2, "failures": 1,
-         "score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2, **REPORT},
+         "score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
+         **compared(2), **REPORT},
         ("results/demo/captions/tiny-vlm.parquet", "results/demo/captions/tiny-vlm.parquet"),
     ),
     Case(
@@ -182,7 +207,7 @@ CASES: tuple[Case, ...] = (
         "change a descriptor template (`descriptors.templates.attribute`)",
         _append('descriptors: {templates: {attribute: "{class} with {text}"}}\n'),
         {"embed_class_texts": 2, "score": 6, "explain": 6, "report_class_plots": 2,
-         "report_explanations": 2, **REPORT},
+         "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/classes-demo-curated.parquet",
          "results/demo/embeddings/tiny-clip/classes-demo-curated.parquet"),
     ),
@@ -192,7 +217,7 @@ CASES: tuple[Case, ...] = (
         _replace("config/models.yaml", "preprocess: {interpolation: bicubic}",
                  "preprocess: {interpolation: bilinear}"),
         {"embed_videos": 1, "gather_video_embeddings": 1, "score": 5, "explain": 5,
-         "report_class_plots": 1, "report_explanations": 1, **REPORT},
+         "report_class_plots": 1, "report_explanations": 1, **compared(1), **REPORT},
         ("results/demo/embeddings/tiny-clip-b/videos.parquet",
          "results/demo/embeddings/tiny-clip-b/videos.parquet"),
     ),
@@ -202,7 +227,7 @@ CASES: tuple[Case, ...] = (
         _replace("src/zsar/embed.py", "    mean = frames.mean(axis=0)",
                  "    mean = frames[:1].mean(axis=0)"),
         {"embed_videos": 2, "gather_video_embeddings": 2, "score": 10, "explain": 10,
-         "report_class_plots": 2, "report_explanations": 2, **REPORT},
+         "report_class_plots": 2, "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
     ),
@@ -212,7 +237,8 @@ CASES: tuple[Case, ...] = (
         _append("frames: {num_frames: 4}\n"),
         {"frames": 1, "caption_shard": 1, "gather_captions": 1, "embed_videos": 2,
          "gather_video_embeddings": 2, "embed_captions": 2, "failures": 1, "score": 10,
-         "explain": 10, "report_class_plots": 2, "report_explanations": 2, **REPORT},
+         "explain": 10, "report_class_plots": 2, "report_explanations": 2, **compared(2),
+         **REPORT},
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
     ),
@@ -224,10 +250,10 @@ CASES: tuple[Case, ...] = (
         # hangs on the manifest; once the manifest has run, those jobs are planned again.
         {"manifest": 1, "frames": 1, "embed_videos": 1, "gather_video_embeddings": 1,
          "failures": 1, "score": 3, "explain": 3, "report_class_plots": 1,
-         "report_explanations": 1, **REPORT},
+         "report_explanations": 1, **compared(1), **REPORT},
         fixture="benchmark",
         executes=frozenset({"manifest", "failures", "score", "explain", "report_class_plots",
-                            "report_explanations", *REPORT}),
+                            "report_explanations", *compared(1), *REPORT}),
         not_executes=frozenset({"classes", "descriptors", "frames", "embed_videos",
                                 "gather_video_embeddings", "embed_class_names",
                                 "embed_class_texts", "fetch_model"}),
@@ -238,7 +264,7 @@ CASES: tuple[Case, ...] = (
         _video_removed,
         {"manifest": 1, "frames": 1, "embed_videos": 1, "gather_video_embeddings": 1,
          "failures": 1, "score": 3, "explain": 3, "report_class_plots": 1,
-         "report_explanations": 1, **REPORT},
+         "report_explanations": 1, **compared(1), **REPORT},
         ("results/toy/frames/tsn8_s256_q90/000-of-001.parquet",
          "results/toy/frames/tsn8_s256_q90/000-of-001.parquet"),
         fixture="benchmark",
@@ -259,8 +285,11 @@ def describe(case: Case) -> str:
     counts = case.schedules
     parts = [f"{rule} ({counts[rule]})" for rule in HEAVY if rule in jobs]
     if "score" in jobs:
-        parts.append(f"{counts['score']} of the 10 scores and their explanations, tables, "
-                     "report" if case.fixture == "demo" else "the scores, tables, report")
+        parts.append(f"{counts['score']} of the 10 scores and their explanations, "
+                     f"{counts['compare']} of the 2 backbones' comparisons, tables, report"
+                     if case.fixture == "demo" else "the scores, comparisons, tables, report")
+    elif "compare" in jobs:
+        parts.append(f"{counts['compare']} of the 2 backbones' comparisons, tables, report")
     return ", ".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""Rule compare: one backbone's scores of every run -> its paired comparisons and per-class gains."""
+"""Rule compare: a backbone's scores of every run -> paired comparisons, per-class gains."""
 
 import logging
 
