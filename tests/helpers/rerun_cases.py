@@ -224,8 +224,10 @@ CASES: tuple[Case, ...] = (
     Case(
         "embedding_code",
         "change what the video-embedding code computes (zsar/embed.py)",
-        _replace("src/zsar/embed.py", "    mean = frames.mean(axis=0)",
-                 "    mean = frames[:1].mean(axis=0)"),
+        # The default pooling (both demo backbones use it) of the first frame only.
+        _replace("src/zsar/embed.py",
+                 '"normalise_then_mean": lambda frames: _unit(frames).mean(axis=-2),',
+                 '"normalise_then_mean": lambda frames: _unit(frames[..., :1, :]).mean(axis=-2),'),
         {"embed_videos": 2, "gather_video_embeddings": 2, "score": 10, "explain": 10,
          "report_class_plots": 2, "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/videos.parquet",
