@@ -1,4 +1,5 @@
-"""Benchmark tables, built only from the per-run metrics JSONs (never edited by hand).
+"""Benchmark tables, built only from the per-run metrics JSONs and the comparisons JSONs
+(never edited by hand).
 
 One record per (dataset, backbone, run) becomes one row; the column order and the row
 order are fixed, so the same records always give byte-identical tables. The records are
