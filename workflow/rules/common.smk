@@ -290,7 +290,8 @@ def scoring_chain(wildcards):
         "backbone": {
             **model_key("backbones", wildcards.backbone),
             "name_prompt": name_prompt(wildcards),
-            # Not a cache key (it changes no embedding), but what marks a result not zero-shot.
+            # No embedding's key (it changes none), but the record's: it marks a result not
+            # zero-shot, so an edit re-scores that backbone (cheap) and re-makes the tables.
             "trained_on": registry_entry("backbones", wildcards.backbone).get(
                 "trained_on", []
             ),
