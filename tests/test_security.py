@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.code_imports import dotted_name
 
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("src", "workflow", "benchmarks")
@@ -63,18 +64,6 @@ def import_aliases(tree: ast.AST) -> dict[str, str]:
             for alias in node.names:
                 aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     return aliases
-
-
-def dotted_name(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    """`torch.serialization.load` for an attribute chain, with import aliases resolved."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(aliases.get(node.id, node.id))
-    return ".".join(reversed(parts))
 
 
 def is_true(node: ast.AST | None) -> bool:

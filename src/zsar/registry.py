@@ -135,8 +135,8 @@ def model_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def side_identity(section: str, entry: Mapping[str, Any], side: str) -> dict[str, Any]:
     """The identity as one side of a backbone sees it (`video` or `text`): without the fields
-    that change only the other side (`x-side` in the schema), so a new name prompt re-runs
-    no video embedding and a new frame pooling no class-name embedding."""
+    that change only the other side (`x-side` in the schema), so new preprocessing or frame
+    pooling re-runs no text embedding."""
     schema = _schema()
     entry_schema = _resolve(schema, schema["properties"][section]["additionalProperties"])
     other_side = {

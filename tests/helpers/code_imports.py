@@ -44,15 +44,17 @@ class CodeImports:
     unlisted_dynamic: list[str] = field(default_factory=list)
 
 
-def _dotted(node: ast.AST) -> str | None:
-    """`a.b.c` of a Name or an Attribute chain on one, else None."""
+def dotted_name(node: ast.AST, aliases: Mapping[str, str] | None = None) -> str | None:
+    """`a.b.c` of a Name or an Attribute chain on one, else None; with `aliases`, the
+    Name's import alias resolved (`np.load` -> `numpy.load`)."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
     if not isinstance(node, ast.Name):
         return None
-    return ".".join([node.id, *reversed(parts)])
+    head = (aliases or {}).get(node.id, node.id)
+    return ".".join([head, *reversed(parts)])
 
 
 def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -176,7 +178,7 @@ def _imported_modules(node: ast.AST, mod: _Module) -> list[str]:
 def _is_dynamic_import(node: ast.AST) -> bool:
     if not isinstance(node, ast.Call):
         return False
-    dotted = _dotted(node.func) or ""
+    dotted = dotted_name(node.func) or ""
     return dotted.split(".")[-1] in DYNAMIC_IMPORTS
 
 
@@ -198,7 +200,7 @@ class _Reach:
 
     def referenced(self, node: ast.AST, mod: _Module) -> Node | None:
         """The first-party node a Name or attribute chain refers to, if any."""
-        dotted = _dotted(node)
+        dotted = dotted_name(node)
         if dotted is None:
             return None
         head, *rest = dotted.split(".")

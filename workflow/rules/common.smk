@@ -89,8 +89,9 @@ def model_key(section, name):
 
 
 def side_model_key(name, side):
-    """A backbone's key for its video or text jobs: a field of one side only (`x-side` in
-    the registry schema: preprocessing and pooling, the name prompt) re-runs that side."""
+    """A backbone's key for its video or text jobs: a field of the video side only
+    (`x-side: video` in the registry schema: preprocessing and pooling) re-runs no text job.
+    """
     entry = registry_entry("backbones", name)
     key = side_identity("backbones", entry, side)
     if entry.get("base"):
@@ -290,8 +291,11 @@ def scoring_chain(wildcards):
         "backbone": {
             **model_key("backbones", wildcards.backbone),
             "name_prompt": name_prompt(wildcards),
-            # Not a cache key (it changes no embedding), but what marks a result not zero-shot.
-            "trained_on": registry_entry("backbones", wildcards.backbone).get("trained_on", []),
+            # No embedding's key (it changes none), but the record's: it marks a result not
+            # zero-shot, so an edit re-scores that backbone (cheap) and re-makes the tables.
+            "trained_on": registry_entry("backbones", wildcards.backbone).get(
+                "trained_on", []
+            ),
             "code": {s: code(s) for s in ("embed_videos", "embed_class_names")},
         },
     }
@@ -373,7 +377,8 @@ def reference_results():
 
 def records_on_disk():
     """The metrics records other commands left in results/ (this run's are the tables'
-    inputs): listed as a param, so that a record added by another command re-runs them."""
+    inputs): listed as a param, so that a record added by another command re-runs them.
+    """
     found = {str(p) for p in Path("results").glob("*/metrics/*/*.json")}
     return sorted(found - set(all_metrics()))
 
