@@ -56,6 +56,7 @@ AFTER_DESCRIPTORS = {
     "score": len(DESCRIPTOR_VARIANTS), "explain": len(VARIANTS),
     "report_class_plots": 1, "report_explanations": 1,
     "report_ablation": 1, "report_summary": 1, "report_tables_html": 1, "tables": 1,
+    "compare": 1, "report_class_gains": 1,  # the re-scored variants' paired comparisons
 }
 
 
