@@ -9,7 +9,13 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers.stage_inputs import lean_videos_towards_descriptors, write_score_inputs
+from helpers.stage_inputs import (
+    BACKBONE,
+    CHAIN,
+    SCORE_PARAMS,
+    lean_videos_towards_descriptors,
+    write_score_inputs,
+)
 
 from zsar import stats
 from zsar.compare import run_compare_stage
@@ -19,15 +25,7 @@ from zsar.metrics import counted_hits
 from zsar.scoring import run_scoring_stage
 from zsar.tables import MARK, run_tables_stage
 
-PARAMS = {
-    "lambda": 0.3,
-    "fusion": "embedding",
-    "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
-    "topk": 5,
-    "failure_policy": "exclude",
-}
-BACKBONE = {"name": "tiny", "backend": "open_clip"}
-CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
+PARAMS = SCORE_PARAMS
 # Few resamples: the tests check how intervals are used, not their precision.
 STATISTICS = {"resamples": 200, "seed": 0, "level": 0.95, "alpha": 0.05}
 RUNS = [["baseline", "baseline", None], ["+descriptors", "+descriptors", None],

@@ -7,22 +7,13 @@ import tracemalloc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers.stage_inputs import write_score_inputs
+from helpers.stage_inputs import BACKBONE, CHAIN, SCORE_PARAMS, write_score_inputs
 
 from zsar.io import read_json
 from zsar.scoring import run_scoring_stage
 from zsar.tables import run_tables_stage
 
-PARAMS = {
-    "variant": "full",
-    "lambda": 0.3,
-    "fusion": "embedding",
-    "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
-    "topk": 5,
-    "failure_policy": "exclude",
-}
-BACKBONE = {"name": "tiny", "backend": "open_clip"}
-CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
+PARAMS = SCORE_PARAMS
 
 
 def score(tmp_path, inputs, **params):

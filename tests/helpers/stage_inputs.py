@@ -10,6 +10,17 @@ import pyarrow.parquet as pq
 
 from zsar.io import write_json
 
+# The score rule's params for the `full` variant, and a minimal backbone and chain.
+SCORE_PARAMS = {
+    "variant": "full",
+    "lambda": 0.3,
+    "fusion": "embedding",
+    "weights": {"name": 1.0, "attribute": 1.0, "description": 1.0, "hierarchy": 0.5},
+    "topk": 5,
+    "failure_policy": "exclude",
+}
+BACKBONE = {"name": "tiny", "backend": "open_clip"}
+CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
 
 def unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
     x = rng.normal(size=(rows, dim))
