@@ -396,9 +396,10 @@ def test_count_as_wrong_reruns_only_scoring_and_keeps_failed_videos_in(bad_run):
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     jobs = scheduled_jobs(dry.stdout + dry.stderr)
     assert jobs.get("score") == len(RUNS), jobs
-    # scoring and what is built from scores (explanations, tables, report pages) only
+    # scoring and what is built from scores (explanations, paired comparisons, tables,
+    # report pages) only
     downstream = {rule for rule in jobs if rule.startswith("report_")}
-    assert set(jobs) <= {"score", "explain", "tables", "all"} | downstream, jobs
+    assert set(jobs) <= {"score", "explain", "compare", "tables", "all"} | downstream, jobs
 
     proc = snakemake(bad_run.workdir, "--cores", "2", *bad_run.config_args, *policy)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
