@@ -248,6 +248,22 @@ def test_a_dying_worker_costs_only_its_video(demo_videos, decode_fn, culprit, ti
     assert all(by_id[vid].ok for vid, _ in good), [r.error for r in results]
 
 
+def test_a_crash_between_two_results_costs_only_its_video(demo_videos):
+    """A worker can die while the consumer holds a result: the executor then refuses the
+    next submission at once (seen as a flaky failure of the test above), and that too must
+    end in the retry-one-by-one path, not in an exception out of the stream."""
+    good = _demo_items(demo_videos)[:5]
+    items = [good[0], good[1], ("crash.mp4", good[0][1]), good[2], good[3], good[4]]
+    stream = decode_videos(items, 4, 32, workers=2, timeout_s=120, decode_fn=crashing_decode)
+    first = next(stream)
+    time.sleep(3)  # the crashing worker dies meanwhile; the next top-up meets a broken pool
+    results = [first, *stream]
+    assert [r.video_id for r in results] == [vid for vid, _ in items]
+    by_id = {r.video_id: r for r in results}
+    assert by_id["crash.mp4"].error == "decoder crashed"
+    assert all(by_id[vid].ok for vid, _ in good), [r.error for r in results]
+
+
 def test_in_process_decoding_matches_the_pool(demo_videos):
     items = _demo_items(demo_videos)[:4]
     pooled = list(decode_videos(items, 8, 64, workers=2))

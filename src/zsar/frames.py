@@ -455,7 +455,15 @@ def decode_videos(
     source = iter(items)
 
     def submit(item: tuple[str, str]) -> Future:
-        return pool.submit(decode_fn, *item, *args)
+        try:
+            return pool.submit(decode_fn, *item, *args)
+        except BrokenProcessPool as err:
+            # A worker died since the last result: the executor refuses new work at once.
+            # A future that fails the same way puts this video among the suspects that the
+            # loop below retries one by one, instead of raising out of the stream.
+            refused: Future = Future()
+            refused.set_exception(err)
+            return refused
 
     def top_up() -> None:
         while len(pending) < limit:
