@@ -1,10 +1,12 @@
 # Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
 # `make check` is the fast tier for the edit-test loop (lint and the unit tests, about a
-# minute on two cores); `make test`, which CI runs, is the whole suite.
+# minute on two cores, in CHECK_WORKERS processes); `make test`, which CI runs, is the whole
+# suite, in one process: its workflow tests each run Snakemake on two cores already.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.zsar-installed
+CHECK_WORKERS ?= 2
 # No model hub anywhere in tests or the demo: fail fast instead of waiting on the network.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -29,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 check: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n $(CHECK_WORKERS) -m "not slow"
 
 test: lint
 	$(BIN)/pytest -q
