@@ -60,12 +60,16 @@ class ScriptedChatServer:
                     time.sleep(action.get("delay", 0))
                     if self.path != "/v1/chat/completions":
                         action = {"status": 404, "text": "not found"}
+                finally:
+                    # Out of flight before the reply goes out: a client that has its reply
+                    # may send its next request at once, and that one must not find this
+                    # one still counted (seen as 3 in flight under a limit of 2).
+                    with server._lock:
+                        server.in_flight -= 1
+                try:
                     self._reply(action)
                 except OSError:
                     pass  # the client timed out and hung up
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
 
             def _reply(self, action: dict) -> None:
                 payload = (json.dumps(action["json"]) if "json" in action
