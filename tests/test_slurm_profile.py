@@ -1,0 +1,44 @@
+"""The SLURM profile sizes every rule that can ask for a GPU.
+
+A rule whose `resources:` has `gpu=` gets `sbatch --gpus=1` for a GPU backend, but its
+CPUs per GPU, memory and wall time come from `set-resources` in profiles/slurm/config.yaml.
+A rule missing there runs unsized on a real cluster, and the live test cluster
+(tests/slurm/run_slurm_demo.sh, which turns the profile's GPU rules into CPU jobs) refuses
+it: this is how `embed_class_names` reached CI without an entry.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from helpers.envs import RULE_START
+
+REPO = Path(__file__).resolve().parent.parent
+PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+GPU_RESOURCE = re.compile(r"^[ \t]+gpu\s*=", re.MULTILINE)
+
+
+def rules_that_ask_for_a_gpu() -> set[str]:
+    found = set()
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = list(RULE_START.finditer(text))
+        for i, start in enumerate(starts):
+            end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+            if GPU_RESOURCE.search(text, start.end(), end):
+                found.add(start.group(1))
+    return found
+
+
+def test_the_slurm_profile_sizes_every_rule_that_asks_for_a_gpu():
+    rules = rules_that_ask_for_a_gpu()
+    # The reader finds what it must: the stages that run models.
+    assert {"embed_videos", "embed_class_names", "caption_shard", "descriptors"} <= rules
+    sized = set(yaml.safe_load(PROFILE.read_text())["set-resources"])
+    missing = sorted(rules - sized)
+    assert not missing, (
+        f"{PROFILE.relative_to(REPO)}: set-resources has no entry for {missing}, "
+        "rules whose resources ask for a GPU"
+    )
