@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import yaml
-from helpers.envs import RULE_START
+from helpers.envs import rule_bodies
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
@@ -21,15 +21,8 @@ GPU_RESOURCE = re.compile(r"^[ \t]+gpu\s*=", re.MULTILINE)
 
 
 def rules_that_ask_for_a_gpu() -> set[str]:
-    found = set()
-    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        text = smk.read_text()
-        starts = list(RULE_START.finditer(text))
-        for i, start in enumerate(starts):
-            end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-            if GPU_RESOURCE.search(text, start.end(), end):
-                found.add(start.group(1))
-    return found
+    rule_files = (REPO / "workflow" / "rules").glob("*.smk")
+    return {name for name, _, body in rule_bodies(rule_files) if GPU_RESOURCE.search(body)}
 
 
 def test_the_slurm_profile_sizes_every_rule_that_asks_for_a_gpu():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,16 +95,19 @@ class Rule:
     problems: list[str] = field(default_factory=list)
 
 
-def read_rules(rule_files: Iterable[Path], repo: Path) -> list[Rule]:
-    """Each rule's conda env file and script, resolved against the file that holds it."""
-    rules = []
+def rule_bodies(rule_files: Iterable[Path]) -> Iterator[tuple[str, Path, str]]:
+    """(rule name, file, the text of its body) for every rule in the files."""
     for smk in sorted(rule_files):
         text = smk.read_text()
         starts = list(RULE_START.finditer(text))
         for i, start in enumerate(starts):
             end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-            rules.append(_read_rule(start.group(1), smk, text[start.end() : end], repo))
-    return rules
+            yield start.group(1), smk, text[start.end() : end]
+
+
+def read_rules(rule_files: Iterable[Path], repo: Path) -> list[Rule]:
+    """Each rule's conda env file and script, resolved against the file that holds it."""
+    return [_read_rule(name, smk, body, repo) for name, smk, body in rule_bodies(rule_files)]
 
 
 def _read_rule(name: str, smk: Path, body: str, repo: Path) -> Rule:
