@@ -1,25 +1,46 @@
-# Two entry points: `make demo` and `make test`. Both create .venv when it is missing.
+# Two entry points: `make demo` and `make test`. Both build .venv from requirements.lock
+# when it is missing or older than the lock (`make venv` does only that).
 # `make check` is the fast tier for the edit-test loop (lint and the unit tests, about a
 # minute on two cores, in CHECK_WORKERS processes); `make test`, which CI runs, is the whole
 # suite, in one process: its workflow tests each run Snakemake on two cores already.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.zsar-installed
+LOCK := requirements.lock
+STAMP := $(VENV)/.zsar-synced
+# `make lock` takes the newest versions within pyproject's ranges; `make lock UPGRADE=`
+# keeps every pin that still fits and resolves only what changed.
+UPGRADE ?= 1
 CHECK_WORKERS ?= 2
 # No model hub anywhere in tests or the demo: fail fast instead of waiting on the network.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test check lint test-slurm bench-quick clean
+.PHONY: demo test check lint venv lock lock-check test-slurm bench-quick clean
+
+# Before any use of .venv: stop with one line when pyproject.toml's requirements changed
+# since the lock was made.
+lock-check:
+	@$(PYTHON) tools/lockfile.py check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[workflow,test]'
+# uv at the lock's version, hash-checked, installed by the pip that venv ships.
+$(BIN)/uv: $(LOCK) | $(BIN)/python
+	$(PYTHON) tools/lockfile.py requirement uv > $(VENV)/uv-requirement.txt
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(VENV)/uv-requirement.txt
+	touch $@
+
+$(STAMP): $(LOCK) pyproject.toml | lock-check $(BIN)/uv
+	tools/sync_venv.sh
 	touch $(STAMP)
+	@echo "make: .venv holds $(LOCK). To use snakemake and zsar in this shell: source .venv/bin/activate"
+
+venv: $(STAMP)
+
+lock: | $(BIN)/uv
+	$(PYTHON) tools/lockfile.py lock --uv $(BIN)/uv $(if $(UPGRADE),--upgrade)
 
 demo: $(STAMP)
 	$(BIN)/snakemake --workflow-profile profiles/default

@@ -1,12 +1,14 @@
-"""The conda envs (envs/*.yaml) against pyproject's runtime dependencies and the rules' code.
+"""The conda envs (envs/*.yaml) against the lock, pyproject's runtime dependencies and the
+rules' code.
 
 zsar goes into each env without its dependencies (envs/*.post-deploy.sh), so an env file
 alone supplies every third-party package its jobs import. For each rule this reads its env
 (`conda:`) and its `script:`, follows the code the script runs into src/zsar
 (helpers.code_imports) and maps what that code imports to distributions through the
 metadata of the Python running the tests. Every pin must also be a runtime dependency of
-pyproject.toml, within its range, and exactly the version the tests ran with, so that a job
-runs what CI tested. No network, no conda: the env files are only read.
+pyproject.toml, within its range, and exactly the version requirements.lock holds, which is
+what `make` installs into .venv and so what the tests run with: the check reads files only,
+never the versions installed, so it gives the same answer on any day. No network, no conda.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import lockfile
 import pytest
 from helpers.code_imports import script_imports
 from helpers.envs import (
@@ -34,6 +37,7 @@ from packaging.specifiers import SpecifierSet
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
+LOCK = REPO / "requirements.lock"
 
 # What a rule's code needs without an import statement of zsar's showing it: a library
 # imports it on a path that a model's files choose (its config names a processor class).
@@ -57,49 +61,32 @@ def string_imports():
     return {("zsar.registry", "backends"): tuple(SECTION_BACKENDS.values())}
 
 
-def env_files() -> dict[str, EnvFile]:
+def env_files(folder: Path = REPO / "envs") -> dict[str, EnvFile]:
     return {
-        path.name: read_env_file(path, str(path.relative_to(REPO)))
-        for path in sorted((REPO / "envs").glob("*.yaml"))
+        path.name: read_env_file(path, f"envs/{path.name}")
+        for path in sorted(folder.glob("*.yaml"))
     }
-
-
-def installed_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def report(problems: list[str]) -> str:
     return f"{len(problems)} drift problem(s):\n  " + "\n  ".join(problems)
 
 
-# --- the repository's env files -------------------------------------------------------------
-
-
-def test_env_pins_are_runtime_dependencies_at_the_tested_versions():
+def lock_problems(envs: dict[str, EnvFile]) -> list[str]:
+    """Each env's Python and pins against pyproject and the lock."""
     pyproject = read_pyproject(REPO / "pyproject.toml")
+    locked = lockfile.pins(LOCK.read_text())
     tested_python = f"{sys.version_info.major}.{sys.version_info.minor}"
     problems = []
-    for env in env_files().values():
-        installed = {name: installed_version(name) for name in env.pins}
+    for env in envs.values():
         problems += env.problems
         problems += python_problems(env, pyproject.requires_python, tested_python)
-        problems += pin_problems(env, pyproject.dependencies, installed)
-    if problems:
-        pytest.fail(report(problems), pytrace=False)
+        problems += pin_problems(env, pyproject.dependencies, locked, LOCK.name)
+    return problems
 
 
-def test_every_runtime_dependency_is_in_an_env():
-    pyproject = read_pyproject(REPO / "pyproject.toml")
-    problems = unclaimed_problems(pyproject.dependencies, env_files().values())
-    if problems:
-        pytest.fail(report(problems), pytrace=False)
-
-
-def test_each_env_installs_what_its_rules_code_imports():
-    envs = env_files()
+def import_problems(envs: dict[str, EnvFile]) -> list[str]:
+    """Each env installs what the code of its rules imports (and EXTRA_NEEDS)."""
     rules = read_rules((REPO / "workflow" / "rules").glob("*.smk"), REPO)
     problems = [problem for rule in rules for problem in rule.problems]
     rules = [rule for rule in rules if rule.script is not None and rule.conda is not None]
@@ -142,8 +129,68 @@ def test_each_env_installs_what_its_rules_code_imports():
             problems.append(f"envs/{name}: named by a rule or EXTRA_NEEDS, but no such file")
             continue
         problems += missing_problems(envs[name], env_needs)
+    return problems
+
+
+# --- the repository's env files -------------------------------------------------------------
+
+
+def test_env_pins_are_runtime_dependencies_at_the_locked_versions():
+    problems = lock_problems(env_files())
     if problems:
         pytest.fail(report(problems), pytrace=False)
+
+
+def test_every_runtime_dependency_is_in_an_env():
+    pyproject = read_pyproject(REPO / "pyproject.toml")
+    problems = unclaimed_problems(pyproject.dependencies, env_files().values())
+    if problems:
+        pytest.fail(report(problems), pytrace=False)
+
+
+def test_each_env_installs_what_its_rules_code_imports():
+    problems = import_problems(env_files())
+    if problems:
+        pytest.fail(report(problems), pytrace=False)
+
+
+# --- the same checks on the repository's env files, each with one edit ---------------------
+
+
+def edited_envs(tmp_path: Path, name: str, old: str, new: str) -> dict[str, EnvFile]:
+    folder = tmp_path / "envs"
+    folder.mkdir()
+    for path in (REPO / "envs").glob("*.yaml"):
+        text = path.read_text()
+        if path.name == name:
+            assert old in text, f"envs/{name} has no line {old!r} to edit"
+            text = text.replace(old, new)
+        (folder / path.name).write_text(text)
+    return env_files(folder)
+
+
+@pytest.mark.parametrize(
+    "package, reason",
+    [("httpx", "imported by rule(s)"), ("num2words", "transformers' SmolVLM2 processor")],
+)
+def test_a_package_removed_from_an_env_is_named_with_the_file(tmp_path, package, reason):
+    locked = lockfile.pins(LOCK.read_text())
+    line = f"      - {package}=={locked[package]}\n"
+
+    problems = import_problems(edited_envs(tmp_path, "torch.yaml", line, ""))
+
+    assert [p for p in problems if p.startswith(f"envs/torch.yaml: {package} is missing: ")]
+    assert any(reason in p for p in problems), problems
+
+
+def test_a_pin_changed_in_an_env_is_named_with_both_versions(tmp_path):
+    locked = lockfile.pins(LOCK.read_text())["pyarrow"]
+    envs = edited_envs(tmp_path, "cpu.yaml", f"pyarrow=={locked}", "pyarrow==16.0.0")
+
+    assert lock_problems(envs) == [
+        f"envs/cpu.yaml: pyarrow==16.0.0 differs from the lock's pyarrow=={locked} "
+        "(requirements.lock; `make lock` writes the lock's versions into envs/*.yaml)"
+    ]
 
 
 # --- the checks themselves, on made-up drift -----------------------------------------------
@@ -158,18 +205,17 @@ def test_pin_problems_name_the_env_the_package_and_the_drift():
     deps = {
         normalize(r.name): r for r in map(Requirement, ("numpy>=1.26", "av>=12", "tqdm", "ghost"))
     }
-    installed = {"numpy": "2.4.6", "av": "11.0", "tqdm": "4.70.0", "extra": "1.0", "ghost": None}
+    locked = {"numpy": "2.4.6", "av": "11.0", "tqdm": "4.70.0", "extra": "1.0"}
 
-    problems = pin_problems(env, deps, installed)
+    problems = pin_problems(env, deps, locked, "x.lock")
 
     assert problems == [
         "envs/x.yaml: av==11.0 is outside pyproject's range '>=12'",
         "envs/x.yaml: extra==1.0 is not a runtime dependency of pyproject.toml "
         "([project].dependencies): add it there or drop it here",
-        "envs/x.yaml: ghost==1.0: ghost is not installed in the Python running the tests, so "
-        "the pin cannot be compared with a tested version",
-        "envs/x.yaml: tqdm==4.70.1 differs from the tested version 4.70.0 (installed where "
-        "the tests run)",
+        "envs/x.yaml: ghost==1.0: x.lock holds no ghost (run `make lock`)",
+        "envs/x.yaml: tqdm==4.70.1 differs from the lock's tqdm==4.70.0 (x.lock; `make lock` "
+        "writes the lock's versions into envs/*.yaml)",
     ]
 
 

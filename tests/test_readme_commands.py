@@ -29,7 +29,7 @@ def readme_commands() -> list[str]:
     commands = []
     for heading in README_SECTIONS:
         section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
-        for block in re.findall(r"```\n(.*?)```", section, re.S):
+        for block in re.findall(r"```sh\n(.*?)```", section, re.S):
             text = re.sub(r"\\\n\s*", "", block)  # join continued lines
             commands += [line.strip() for line in text.splitlines()
                          if line.strip().startswith("snakemake ")]

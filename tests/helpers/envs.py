@@ -144,12 +144,12 @@ def _read_rule(name: str, smk: Path, body: str, repo: Path) -> Rule:
 
 
 def pin_problems(
-    env: EnvFile, deps: Mapping[str, Requirement], installed: Mapping[str, str | None]
+    env: EnvFile, deps: Mapping[str, Requirement], locked: Mapping[str, str], lock_name: str
 ) -> list[str]:
-    """Each pin is a runtime dependency, within pyproject's range, at the tested version.
+    """Each pin is a runtime dependency, within pyproject's range, at the lock's version.
 
-    installed: normalised name -> the version in the environment the tests run in (None when
-    it is not installed there).
+    locked: normalised name -> the version the lock holds (what .venv, and so the tests,
+    run with); never the versions of whatever Python runs the check.
     """
     problems = []
     for name, pinned in sorted(env.pins.items()):
@@ -163,16 +163,15 @@ def pin_problems(
             problems.append(
                 f"{env.label}: {name}=={pinned} is outside pyproject's range '{req.specifier}'"
             )
-        tested = installed.get(name)
-        if tested is None:
+        version = locked.get(name)
+        if version is None:
             problems.append(
-                f"{env.label}: {name}=={pinned}: {name} is not installed in the Python running "
-                "the tests, so the pin cannot be compared with a tested version"
+                f"{env.label}: {name}=={pinned}: {lock_name} holds no {name} (run `make lock`)"
             )
-        elif not _same_version(pinned, tested):
+        elif not _same_version(pinned, version):
             problems.append(
-                f"{env.label}: {name}=={pinned} differs from the tested version {tested} "
-                "(installed where the tests run)"
+                f"{env.label}: {name}=={pinned} differs from the lock's {name}=={version} "
+                f"({lock_name}; `make lock` writes the lock's versions into envs/*.yaml)"
             )
     return problems
 
