@@ -109,6 +109,7 @@ def test_the_checkpoints_settings_are_recorded_and_applied(frames_shard, stage_d
     assert params["decoding"] == "greedy"
     assert "transformers_version" not in settings
     assert block["generation_params"] == params  # the provenance says the same
+    assert params["video_timing"] == C.VIDEO_TIMING  # and how the frames were timed
     assert penalties and set(penalties) == {1.05}  # and generate() really applied it
     # Canonical JSON: sorted keys at every level, so equal settings give equal bytes.
     assert raw == json.dumps(params, sort_keys=True, separators=(",", ":"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from zsar.frames import (
     FRAMES_SCHEMA,
     clean_decoder_message,
     decode_video,
+    decode_video_jpeg_only,
     decode_videos,
     read_frames,
     run_frames_stage,
@@ -219,6 +221,14 @@ def hanging_decode(video_id, path, *args):
     return decode_video(video_id, path, *args)
 
 
+def native_hanging_decode(video_id, path, *args):
+    """A decoder stuck in native code holding the GIL (dmlc/decord#373): a regular
+    expression that backtracks for ever, inside the C matcher, interrupted by nothing."""
+    if "hang" in video_id:
+        re.match(r"(a|aa)+$", "a" * 200 + "b")
+    return decode_video_jpeg_only(video_id, path, *args)
+
+
 def raising_decode(video_id, path, *args):
     if "raise" in video_id:
         raise MemoryError("out of memory")
@@ -322,6 +332,27 @@ def test_run_frames_stage_round_trip(tmp_path, demo_videos):
         exact = np.stack(reference[video_id].frames).astype(int)
         assert np.abs(pixels - exact).mean() < 4  # JPEG is lossy, but only slightly
     assert seen == sorted(vid for vid, _ in items)
+
+
+@pytest.mark.slow  # waits out the deadline
+def test_a_decode_that_hangs_in_native_code_costs_its_video_not_the_job(tmp_path, demo_videos):
+    items = _demo_items(demo_videos)[:4]
+    rows = [(vid, path, True) for vid, path in items] + [("hang.mp4", items[0][1], True)]
+    pq.write_table(_manifest(rows), tmp_path / "manifest.parquet")
+    out, fails = tmp_path / "000-of-001.parquet", tmp_path / "f.parquet"
+
+    started = time.monotonic()
+    counts = run_frames_stage(
+        tmp_path / "manifest.parquet", out, fails, "000-of-001", num_frames=4, short_side=32,
+        jpeg_quality=85, workers=2, timeout_s=8, decode_fn=native_hanging_decode,
+    )  # fmt: skip
+
+    assert time.monotonic() - started < 60  # the job ends
+    assert counts == {"videos": 5, "decoded": 4, "failed": 1}
+    assert pq.read_table(out).column("video_id").to_pylist() == sorted(v for v, _ in items)
+    assert pq.read_table(fails).to_pylist() == [
+        {"video_id": "hang.mp4", "stage": "frames", "reason": "decoder timed out after 8 s"}
+    ]
 
 
 def test_more_shards_than_videos_gives_valid_empty_outputs(tmp_path, demo_videos):

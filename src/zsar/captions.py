@@ -76,6 +76,13 @@ VISUAL_INPUTS = {"video": "videos", "images": "images"}
 # benchmarks' sources (UCF101 25, HMDB51 and most of Kinetics 30); a warning says so, and
 # generation_params records it.
 DEFAULT_SOURCE_FPS = 30.0
+# What a video captioner is told of when its frames were shown, recorded in generation_params
+# so that a caption's provenance says it: the frames table keeps each source's frame count
+# and span, not each frame's timestamp, so a variable-rate source is told its average rate.
+VIDEO_TIMING = (
+    "frames at their source indices, the source taken as evenly spaced over its recorded "
+    "span (frames / duration; a variable-rate source gets its average rate)"
+)
 # Generation settings zsar sets itself; a registry entry's `generation` may not override them.
 RESERVED_GENERATION = {"max_new_tokens": "the config's captions.max_new_tokens"}
 
@@ -482,6 +489,7 @@ class TransformersCaptioner(Captioner):
         }
         if visual_input == "video":
             self.generation_params["default_source_fps"] = DEFAULT_SOURCE_FPS
+            self.generation_params["video_timing"] = VIDEO_TIMING
 
     def _prompt_text(self, num_frames: int) -> str:
         key = num_frames if self.visual_input == "images" else 0

@@ -20,18 +20,26 @@ segment is taken:
   every frame of a short video is used.
 - A video with no frames (L = 0) cannot be sampled: the video is recorded as a failure.
 
-L is decord's frame count. If decoding the sampled indices fails (corrupt data, or a
-container that promises more frames than it holds), the frames that actually decode are
-counted by reading the video from its start with PyAV on one thread (so the count is the
-same every time), L becomes that count, and the indices are sampled again once and read
-from that prefix; `num_source_frames` records the L that was used.
+Which decoder reads which file (DECODE_IN_ORDER): AVI files (UCF101's XviD, HMDB51's DivX)
+are read from the start in presentation order by PyAV on one thread, since AVI has no
+presentation timestamps and decord's seek by frame index returns wrong frames there when
+the stream has B-frames; L is then the number of frames that decode. Every other container
+(MP4, WebM, MKV) is read by decord's seek, with L its frame count; if decoding the sampled
+indices fails (corrupt data, a container that promises more frames than it holds, a file
+cut short), the frames that actually decode are counted by the same in-order reader (one
+thread, so the count is the same every time), L becomes that count, and the indices are
+sampled again and read from that prefix. `num_source_frames` records the L that was used.
+Both readers turn frames upright as the file's display matrix says.
 
 Timing: each row also records the source's frame rate (`source_fps`, the decoder's average
 rate) and the seconds its L frames span (`source_duration_s`: from the start of the first
 frame to the end of the last, by the decoder's timestamps), both read from the index the
 decoder builds anyway, with no extra decode. So the N sampled frames are N / duration frames
 a second, which video captioners that take timing (Qwen2.5-VL) are told. Either is null when
-the decoder reports nothing usable; readers then fall back to a stated default.
+the decoder reports nothing usable; readers then fall back to a stated default. A duration
+more than 10% away from L / fps (decord's "no timestamp" value read as a time) is replaced
+by L / fps, and the job's log says so. A variable-rate source's frames are sampled by index
+like any other; the captioner is told the average rate over the span.
 
 Decoding runs in a pool of worker processes. Frames are resized in the worker (aspect
 ratio kept, short side = `short_side`, PIL bilinear), so only small arrays cross the
@@ -94,7 +102,19 @@ DEFAULT_TIMEOUT_S = 600.0
 KNOWN_ERRORS: dict[str, str] = {
     "cannot find video stream": "no video stream",
     "No such file or directory": "file not found",
+    # decord prints ffmpeg's AVERROR_INVALIDDATA ('INDA') as a bare number.
+    "av_read_frame failed with 1094995529": "invalid or cut-short data: no frame decodes",
 }
+# Containers whose frames are read from the start in presentation order (PyAV, one
+# thread), never by decord's seek to a frame index; why, with the reports followed.
+DECODE_IN_ORDER: dict[str, str] = {
+    "avi": "AVI has no presentation timestamps, only chunks in decode order (a B-frame after "
+    "the frame it precedes; XviD's and DivX's packed B-frames two to a chunk), so a seek by "
+    "frame index lands on the wrong frame without an error: UCF101's XviD and HMDB51's DivX "
+    "files (dmlc/decord#195, dmlc/decord#252, NVIDIA/DALI#1169)",
+}
+# A decoder's duration further than this from frames / fps is not believed.
+DURATION_TOLERANCE = 0.10
 # How decord reports a file it cannot open; the cause follows the comma.
 _OPEN_ERROR = re.compile(r"ERROR opening: <file>, (.+)")
 
@@ -160,6 +180,26 @@ def clean_decoder_message(text: str, path: str | None = None) -> str:
     return " ".join(text.split())
 
 
+def checked_duration(
+    length: int, fps: float | None, duration: float | None
+) -> tuple[float | None, str | None]:
+    """The seconds L frames span, and a note when the decoder's figure was not used.
+
+    A duration that is missing, negative or more than DURATION_TOLERANCE away from L / fps
+    (decord reports its "no timestamp" value, about -3.7e17 s, for the first frame of an AVI
+    with B-frames) is replaced by L / fps when the rate is known, else dropped.
+    """
+    expected = positive_seconds(length / fps) if fps else None
+    if duration is not None and (
+        expected is None or abs(duration - expected) <= DURATION_TOLERANCE * expected
+    ):
+        return duration, None
+    if duration is None:
+        return expected, None
+    used = f"{expected:g} s = {length} frames / {fps:g} fps" if expected else "none"
+    return expected, f"the decoder's duration {duration:g} s is not believed; used: {used}"
+
+
 def describe_error(exc: BaseException, decoder_log: str, path: str) -> str:
     """One readable line for a failed decode: what failed, then ffmpeg's last words."""
     message = clean_decoder_message(str(exc), path) or type(exc).__name__
@@ -202,6 +242,7 @@ class DecodedVideo:
     size: tuple[int, int] | None = None
     source_fps: float | None = None
     source_duration_s: float | None = None
+    note: str | None = None  # what the stage should log about this video (timing replaced)
 
     @property
     def ok(self) -> bool:
@@ -253,12 +294,44 @@ def _readable_prefix(path: str) -> Iterator:
             return
 
 
+def _container_name(path: str) -> str | None:
+    """The container's format as PyAV names it (its first name: "avi", "mov", "matroska"),
+    read from the header only; None when PyAV cannot open the file (decord then says why)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return container.format.name.split(",")[0]
+    except Exception:  # noqa: BLE001 - the decode below reports the file's problem
+        return None
+
+
+def _upright_rgb(frame) -> np.ndarray:
+    """A PyAV frame as an RGB array turned as the file says it is shown (its display matrix),
+    as decord returns it: a phone's portrait clip is stored landscape with a rotation tag."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    # PyAV's rotation is counter-clockwise degrees, as np.rot90 turns.
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 # The source's timing: (frames per second, seconds its frames span); None where unknown.
 Timing = tuple[float | None, float | None]
 
 
-def _prefix_timing(path: str, frames: Iterable) -> tuple[int, Timing]:
-    """Count the readable prefix's frames and time them (PyAV frames carry their timestamps)."""
+def _promised_frames(path: str) -> int:
+    """The frame count the container's header states (0 when it states none: WebM)."""
+    import av
+
+    with av.open(path) as container:
+        return max(0, container.streams.video[0].frames or 0)
+
+
+def _prefix_timing(
+    path: str, frames: Iterable, keep: Callable[[int, object], None] = lambda i, f: None
+) -> tuple[int, Timing]:
+    """Count the readable prefix's frames and time them (PyAV frames carry their
+    timestamps); `keep` sees each frame with its index on the way."""
     import av
 
     with av.open(path) as container:
@@ -266,30 +339,58 @@ def _prefix_timing(path: str, frames: Iterable) -> tuple[int, Timing]:
     fps = positive_seconds(rate)
     length, start, end = 0, None, None
     for frame in frames:
+        keep(length, frame)
         length += 1
         if frame.time is None:
             continue
-        start = frame.time if start is None else start
+        # min and max: AVI's frames carry chunk numbers, out of order around B-frames.
+        start = frame.time if start is None else min(start, frame.time)
         shown = float(frame.duration * frame.time_base) if frame.duration else None
-        end = frame.time + (shown or (1 / fps if fps else 0.0))
+        last = frame.time + (shown or (1 / fps if fps else 0.0))
+        end = last if end is None else max(end, last)
     duration = positive_seconds(end - start) if start is not None else None
     return length, (fps, duration)
+
+
+# How many frames fewer than its header promises a file may decode and still be read in
+# one pass (XviD and DivX drop the last packed B-frames of a stream).
+PROMISE_SLACK = 8
 
 
 def _read_readable_prefix(
     path: str, num_frames: int
 ) -> tuple[np.ndarray, list[int], int, Timing]:
-    """Sampled frames of the readable prefix: one pass counts and times it, a second keeps
-    N frames."""
-    length, timing = _prefix_timing(path, _readable_prefix(path))
+    """Sampled frames of the readable prefix, in presentation order.
+
+    The count of frames that decode decides the indices, so the frames are only known at
+    the end of the file. One pass keeps the frames that any count within PROMISE_SLACK
+    below the header's promise would sample (a few times N frames, decoded but not
+    converted); a file that decodes fewer (cut short, damaged) or states no count is read
+    a second time for its N frames.
+    """
+    promised = _promised_frames(path)
+    candidates = {
+        i
+        for length in range(max(1, promised - PROMISE_SLACK), promised + 1)
+        for i in sample_frame_indices(length, num_frames)
+    } if promised else set()  # fmt: skip
+    held: dict[int, object] = {}
+
+    def keep(i: int, frame) -> None:
+        if i in candidates:
+            held[i] = frame
+
+    length, timing = _prefix_timing(path, _readable_prefix(path), keep)
     indices = sample_frame_indices(length, num_frames)  # ValueError for 0 frames
-    wanted, kept = set(indices), {}
-    for i, frame in enumerate(_readable_prefix(path)):
-        if i in wanted:
-            kept[i] = frame.to_ndarray(format="rgb24")
-        if i == indices[-1]:
-            break
-    return np.stack([kept[i] for i in indices]), indices, length, timing
+    if not all(i in held for i in indices):
+        held.clear()
+        wanted = set(indices)
+        for i, frame in enumerate(_readable_prefix(path)):
+            if i in wanted:
+                held[i] = frame
+            if i == indices[-1]:
+                break
+    return np.stack([_upright_rgb(held[i]) for i in indices]), indices, length, timing
 
 
 def _decord_timing(reader, length: int) -> Timing:
@@ -305,21 +406,30 @@ def _decord_timing(reader, length: int) -> Timing:
 
 def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int, Timing]:
     """Sampled frames as one uint8 array [N,H,W,3], their indices, the frame count used,
-    and the source's timing."""
+    and the source's timing.
+
+    decord's seek where it is exact; the containers of DECODE_IN_ORDER from the start, in
+    presentation order (the readable-prefix reader, which also counts what decodes).
+    """
+    if _container_name(path) in DECODE_IN_ORDER:
+        return _read_readable_prefix(path, num_frames)
     import decord
 
-    reader = decord.VideoReader(path, num_threads=1)  # the pool is the parallelism
-    length = len(reader)
-    if length < 1:
-        raise ValueError("0 frames")
-    indices = sample_frame_indices(length, num_frames)
+    reader = None
     try:
+        # Inside the try: a file cut short fails here already (an MP4 with its index at the
+        # front), and its readable prefix is still worth reading.
+        reader = decord.VideoReader(path, num_threads=1)  # the pool is the parallelism
+        length = len(reader)
+        if length < 1:
+            raise ValueError("0 frames")
+        indices = sample_frame_indices(length, num_frames)
         frames = reader.get_batch(indices).asnumpy()
         return frames, indices, length, _decord_timing(reader, length)
     except Exception as first_error:
         # The container's frame count is a promise, not a fact: fall back to the frames
         # that really decode, and sample those.
-        del reader
+        reader = None
         try:
             return _read_readable_prefix(path, num_frames)
         except Exception:
@@ -371,13 +481,14 @@ def decode_video(
             raw, indices, length, (fps, duration) = _read_frames(str(file), num_frames)
         except Exception as err:
             return failed(video_id, describe_error(err, decoder_log(), str(file)))
+    duration, note = checked_duration(length, fps, duration)
     frames = _resize(raw, short_side)
     jpeg = None if jpeg_quality is None else [encode_jpeg(f, jpeg_quality) for f in frames]
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     if jpeg is not None and not keep_arrays:
         frames = None
     return DecodedVideo(video_id, frames, indices, length, error=None, jpeg=jpeg, size=size,
-                        source_fps=fps, source_duration_s=duration)
+                        source_fps=fps, source_duration_s=duration, note=note)
 
 
 # The frames stage's decoder: JPEGs only (a partial of a top-level function still pickles).
@@ -579,9 +690,13 @@ def run_frames_stage(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     row_group_videos: int = ROW_GROUP_VIDEOS,
+    decode_fn: Callable[..., DecodedVideo] = decode_video_jpeg_only,
 ) -> dict[str, int]:
     """Decode one shard of a manifest into a frames Parquet and a failures Parquet.
 
+    Each video has `timeout_s` to decode: past it its worker is killed (a decoder can spin
+    in native code holding the GIL, dmlc/decord#373) and the video is recorded as failed.
+    `decode_fn` is decode_videos' (a picklable function with decode_video's signature).
     Returns the counts it logs: videos, decoded, failed.
     """
     from tqdm import tqdm
@@ -611,7 +726,7 @@ def run_frames_stage(
         workers,
         jpeg_quality=jpeg_quality,
         timeout_s=timeout_s,
-        decode_fn=decode_video_jpeg_only,
+        decode_fn=decode_fn,
     )
     with (
         contextlib.closing(decoded),
@@ -619,6 +734,8 @@ def run_frames_stage(
         tqdm(total=len(items), desc=f"frames {shard}", unit="video", mininterval=2) as bar,
     ):
         for video in decoded:
+            if video.note:  # logged here: a worker's stderr is captured while it decodes
+                logger.warning("%s: %s", video.video_id, video.note)
             if video.ok:
                 rows.append(frames_row(video))
             else:

@@ -204,6 +204,17 @@ def frames_failures(wildcards):
     )
 
 
+def all_frames():
+    """Every frames shard of the run and its failures, for the frames-only target."""
+    return expand(
+        "results/{dataset}/frames/{sampling}/{shard}{suffix}",
+        dataset=PLAN.datasets,
+        sampling=PLAN.sampling,
+        shard=SHARDS,
+        suffix=[".parquet", ".failures.parquet"],
+    )
+
+
 def caption_failures(wildcards):
     if PLAN.captioner is None:
         return []

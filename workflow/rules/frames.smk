@@ -25,3 +25,10 @@ rule frames:
         code=code("frames"),
     script:
         "../scripts/frames.py"
+
+
+# Frames only, for every dataset of the run: `snakemake frames_all` (the step to run first
+# on a new cluster: decoding is CPU work, and bad videos show up in the failures files).
+rule frames_all:
+    input:
+        all_frames(),
