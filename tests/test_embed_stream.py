@@ -120,9 +120,8 @@ class _TinyBackbone:
         self.transform = build_image_transform({"size": 16})
         self.projection = torch.randn(3 * 16 * 16, 8, generator=torch.Generator().manual_seed(0))
 
-    def encode_images(self, pixels):
-        features = pixels.reshape(len(pixels), -1) @ self.projection
-        return torch.nn.functional.normalize(features, dim=-1)
+    def image_features(self, pixels):
+        return pixels.reshape(len(pixels), -1) @ self.projection  # raw, as the real tower
 
 
 def _jpeg(image: Image.Image) -> bytes:
@@ -153,7 +152,7 @@ def _reference(rows, backbone) -> dict[str, np.ndarray]:
     for row in rows:
         images = [Image.open(io.BytesIO(j)).convert("RGB") for j in row["jpeg"]]
         pixels = torch.stack([backbone.transform(image) for image in images])
-        out[row["video_id"]] = mean_frame_embedding(backbone.encode_images(pixels).numpy())
+        out[row["video_id"]] = mean_frame_embedding(backbone.image_features(pixels).numpy())
     return out
 
 

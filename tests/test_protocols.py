@@ -292,20 +292,29 @@ def _jpeg(image: Image.Image) -> bytes:
 
 def test_the_embedding_stage_pools_each_view_then_averages(tmp_path, tiny_resources):
     """Two clips x three crops through the stage's worker path equal the same frames cut,
-    transformed, encoded and pooled by hand."""
+    transformed, encoded by the tower itself (its raw output) and pooled by each
+    checkpoint's upstream formula: mean_then_normalise as ViFi-CLIP's trainers/vificlip.py
+    (ViFiCLIP.forward: the image encoder's features viewed [B, T, D], `.mean(dim=1)`, then
+    divided by their norm), normalise_then_mean as CLIP's frame-wise protocol (unit frame
+    vectors averaged). The two must differ here, or this test could not tell them apart."""
     registry = load_registry(CONFIG / "models.yaml")
     backbone = load_backbone(get_entry(registry, "backbones", "tiny-clip"), tiny_resources)
     rng = np.random.default_rng(0)
     rows = []
     for v in range(3):
-        images = [Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8))
-                  for _ in range(4)]  # 2 clips x 2 frames
+        # 2 clips x 2 frames, unlike each other (noise, a flat colour), so that their raw
+        # feature norms differ and the two poolings give different videos
+        images = [Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)),
+                  Image.new("RGB", (80, 48), tuple(int(c) for c in rng.integers(0, 255, 3))),
+                  Image.new("RGB", (80, 48), tuple(int(c) for c in rng.integers(0, 255, 3))),
+                  Image.fromarray(rng.integers(0, 60, (48, 80, 3), dtype=np.uint8))]
         rows.append({"video_id": f"v{v}", "frame_indices": [0, 1, 2, 3],
                      "jpeg": [_jpeg(im) for im in images], "height": 48, "width": 80,
                      "num_source_frames": 4})  # fmt: skip
     shard = tmp_path / "000-of-001.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=FRAMES_SCHEMA), shard)
     views = Views(clips=2, crops=3)
+    pooled = {}
     for pooling in ("normalise_then_mean", "mean_then_normalise"):
         got = list(iter_video_embeddings(shard, backbone, batch_frames=5, views=views,
                                          pooling=pooling))
@@ -314,13 +323,17 @@ def test_the_embedding_stage_pools_each_view_then_averages(tmp_path, tiny_resour
             decoded = [Image.open(io.BytesIO(j)).convert("RGB") for j in row["jpeg"]]
             cut = [crop for image in decoded for crop in SPATIAL_CROPS[3](image)]
             pixels = torch.stack([backbone.transform(image) for image in cut])
-            frames = backbone.encode_images(pixels).numpy()  # [clip, frame, crop] order
+            with torch.no_grad():  # the tower's raw output: [clip, frame, crop] order
+                frames = backbone.encoders.encode_image(pixels).float().numpy()
             per_view = [frames[[(c * 2 + t) * 3 + k for t in range(2)]]
                         for c in range(2) for k in range(3)]
             pool = (lambda f: _unit(f).mean(axis=0)) if pooling == "normalise_then_mean" \
-                else (lambda f: _unit(f.mean(axis=0)))
+                else (lambda f: f.mean(axis=0) / np.linalg.norm(f.mean(axis=0)))
             want = _unit(np.mean([pool(f) for f in per_view], axis=0))
             np.testing.assert_allclose(vector, want, atol=1e-5, err_msg=video_id)
+            pooled.setdefault(video_id, []).append(vector)
+    gaps = [np.abs(a - b).max() for a, b in pooled.values()]
+    assert min(gaps) > 1e-3, f"the two poolings agree on these frames: {gaps}"  # >> atol
 
 
 # --- the captioners' context -------------------------------------------------------------------

@@ -250,7 +250,8 @@ class Backbone:
 
     `transform` maps one PIL image to a [3, H, W] tensor and is picklable, so data loader
     workers can run it; `encode_images` and `encode_texts` return L2-normalised float32
-    tensors on the CPU.
+    tensors on the CPU, `image_features` the image tower's raw output (float32, on the CPU),
+    which the embedding stage pools by the checkpoint's own rule (zsar.embed.POOLINGS).
     """
 
     def __init__(
@@ -282,12 +283,20 @@ class Backbone:
 
         return torch.stack([self.transform(image.convert("RGB")) for image in images])
 
-    def encode_images(self, pixels) -> Any:
+    def image_features(self, pixels) -> Any:
+        """Each frame's image embedding as the tower outputs it, not normalised: whether a
+        video averages unit frame vectors or raw ones is the pooling's choice, and the two
+        differ (ViFi-CLIP's trainers/vificlip.py averages the raw features, then normalises)."""
         import torch
 
         with torch.inference_mode():
             pixels = pixels.to(self.device, self.dtype, non_blocking=True)
-            return _normalised_on_cpu(self.encoders.encode_image(pixels))
+            return self.encoders.encode_image(pixels).float().cpu()
+
+    def encode_images(self, pixels) -> Any:
+        import torch
+
+        return torch.nn.functional.normalize(self.image_features(pixels), dim=-1)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> Any:
         import torch

@@ -519,7 +519,7 @@ def iter_video_embeddings(
             pixels = normalise_frames(pixels, norm, backbone.device, out=out)
             if out is None:
                 reused[:] = [pixels]
-        embeddings = backbone.encode_images(pixels).numpy()
+        embeddings = backbone.image_features(pixels).numpy()  # raw: pooled by its rule
         if balance is not None:
             balance.pass_done(len(pixels), time.perf_counter() - started)
         return embeddings

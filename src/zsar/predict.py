@@ -322,7 +322,7 @@ def video_embedding(jpegs: Sequence[bytes], backbone, views, pooling: str) -> np
 
     cut = SPATIAL_CROPS[views.crops]
     pixels = backbone.preprocess([view for image in decode_jpegs(jpegs) for view in cut(image)])
-    return pool_views(backbone.encode_images(pixels).numpy(), views, pooling)
+    return pool_views(backbone.image_features(pixels).numpy(), views, pooling)
 
 
 def caption_videos(decoded, captioner_entry, args, settings, device) -> dict[str, str]:
