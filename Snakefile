@@ -20,8 +20,8 @@ wildcard_constraints:
     captioner=_alternatives(PLAN.registry["captioners"]),
     llm=_alternatives(PLAN.registry["llms"]),
     model=_alternatives([n for section in PLAN.registry.values() for n in section]),
-    shard=r"\d{3}-of-\d{3}",
-    sampling=r"tsn\d+_s\d+_q\d+",
+    shard=SHARD_PATTERN,
+    sampling=SAMPLING_PATTERN,
     run=_alternatives(RUNS),
 
 

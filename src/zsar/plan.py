@@ -118,6 +118,12 @@ class RunPlan:
         return [shard_id(i, self.shards) for i in range(self.shards)]
 
 
+# The names below as the workflow's wildcards match them (Snakefile): written beside their
+# formatters, and every name they can produce is matched in tests/test_plan_names.py.
+SHARD_PATTERN = r"\d{3}\d*-of-\d{3}\d*"  # {3,} is no Snakemake constraint
+SAMPLING_PATTERN = r"tsn\d+_s\d+_q\d+(?:_c\d+)?"
+
+
 def shard_id(index: int, total: int) -> str:
     """Shard names carry the total, so a change of N never reuses shards of another N."""
     return f"{index:03d}-of-{total:03d}"

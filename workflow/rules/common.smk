@@ -16,7 +16,14 @@ from snakemake.exceptions import WorkflowError
 from zsar.config import ConfigError, lambdas, validate_config
 from zsar.embed import DEFAULT_POOLING
 from zsar.method import VARIANTS, kind_weights
-from zsar.plan import parse_variant_run, preflight, resolve_run, variant_runs
+from zsar.plan import (
+    SAMPLING_PATTERN,
+    SHARD_PATTERN,
+    parse_variant_run,
+    preflight,
+    resolve_run,
+    variant_runs,
+)
 from zsar.provenance import code_version
 from zsar.references import ReferenceFileError, load_references
 from zsar.scoring import interval_options
