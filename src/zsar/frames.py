@@ -294,14 +294,33 @@ def _readable_prefix(path: str) -> Iterator:
             return
 
 
-def _container_name(path: str) -> str | None:
-    """The container's format as PyAV names it (its first name: "avi", "mov", "matroska"),
-    read from the header only; None when PyAV cannot open the file (decord then says why)."""
+@dataclass(frozen=True)
+class _Header:
+    """What a file's header says, read once: the container's format as PyAV names it (its
+    first name: "avi", "mov", "matroska"), the frame count it promises (0 when it states
+    none: WebM) and the video stream's average rate."""
+
+    container: str
+    promised_frames: int
+    fps: float | None
+
+
+def _read_header(path: str) -> _Header:
     import av
 
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return _Header(
+            container.format.name.split(",")[0],
+            max(0, stream.frames or 0),
+            positive_seconds(stream.average_rate),
+        )
+
+
+def _header_or_none(path: str) -> _Header | None:
+    """The header, or None when PyAV cannot open the file (decord then says why)."""
     try:
-        with av.open(path) as container:
-            return container.format.name.split(",")[0]
+        return _read_header(path)
     except Exception:  # noqa: BLE001 - the decode below reports the file's problem
         return None
 
@@ -319,24 +338,11 @@ def _upright_rgb(frame) -> np.ndarray:
 Timing = tuple[float | None, float | None]
 
 
-def _promised_frames(path: str) -> int:
-    """The frame count the container's header states (0 when it states none: WebM)."""
-    import av
-
-    with av.open(path) as container:
-        return max(0, container.streams.video[0].frames or 0)
-
-
 def _prefix_timing(
-    path: str, frames: Iterable, keep: Callable[[int, object], None] = lambda i, f: None
+    fps: float | None, frames: Iterable, keep: Callable[[int, object], None]
 ) -> tuple[int, Timing]:
     """Count the readable prefix's frames and time them (PyAV frames carry their
     timestamps); `keep` sees each frame with its index on the way."""
-    import av
-
-    with av.open(path) as container:
-        rate = container.streams.video[0].average_rate
-    fps = positive_seconds(rate)
     length, start, end = 0, None, None
     for frame in frames:
         keep(length, frame)
@@ -358,7 +364,7 @@ PROMISE_SLACK = 8
 
 
 def _read_readable_prefix(
-    path: str, num_frames: int
+    path: str, num_frames: int, header: _Header | None = None
 ) -> tuple[np.ndarray, list[int], int, Timing]:
     """Sampled frames of the readable prefix, in presentation order.
 
@@ -368,7 +374,8 @@ def _read_readable_prefix(
     converted); a file that decodes fewer (cut short, damaged) or states no count is read
     a second time for its N frames.
     """
-    promised = _promised_frames(path)
+    header = header or _read_header(path)
+    promised = header.promised_frames
     candidates = {
         i
         for length in range(max(1, promised - PROMISE_SLACK), promised + 1)
@@ -380,7 +387,7 @@ def _read_readable_prefix(
         if i in candidates:
             held[i] = frame
 
-    length, timing = _prefix_timing(path, _readable_prefix(path), keep)
+    length, timing = _prefix_timing(header.fps, _readable_prefix(path), keep)
     indices = sample_frame_indices(length, num_frames)  # ValueError for 0 frames
     if not all(i in held for i in indices):
         held.clear()
@@ -411,8 +418,9 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
     decord's seek where it is exact; the containers of DECODE_IN_ORDER from the start, in
     presentation order (the readable-prefix reader, which also counts what decodes).
     """
-    if _container_name(path) in DECODE_IN_ORDER:
-        return _read_readable_prefix(path, num_frames)
+    header = _header_or_none(path)
+    if header is not None and header.container in DECODE_IN_ORDER:
+        return _read_readable_prefix(path, num_frames, header)
     import decord
 
     reader = None
@@ -431,7 +439,7 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
         # that really decode, and sample those.
         reader = None
         try:
-            return _read_readable_prefix(path, num_frames)
+            return _read_readable_prefix(path, num_frames, header)
         except Exception:
             raise first_error from None
 
