@@ -88,7 +88,7 @@ def run_stage(paths: list[Path], folder: Path, args) -> tuple[float, pa.Table]:
     started = time.perf_counter()
     counts = run_frames_stage(
         folder / "manifest.parquet", folder / "frames.parquet", folder / "failures.parquet",
-        "000-of-001", num_frames=args.num_frames, short_side=256, jpeg_quality=90,
+        "000-of-001", sampling=args.num_frames, short_side=256, jpeg_quality=90,
         workers=args.workers,
     )  # fmt: skip
     seconds = time.perf_counter() - started

@@ -46,7 +46,7 @@ def stored(tmp_path_factory):
             root / "frames.parquet",
             root / "failures.parquet",
             "000-of-001",
-            num_frames=NUM_FRAMES,
+            sampling=NUM_FRAMES,
             short_side=SHORT_SIDE,
             jpeg_quality=90,
             workers=2,

@@ -126,7 +126,7 @@ def _demo_items(root: Path) -> list[tuple[str, str]]:
 
 def test_decode_demo_clips_in_a_pool(demo_videos):
     items = _demo_items(demo_videos)
-    results = list(decode_videos(items, num_frames=8, short_side=64, workers=2))
+    results = list(decode_videos(items, 8, short_side=64, workers=2))
     assert [r.video_id for r in results] == [vid for vid, _ in items]  # input order
     for result in results:
         assert result.ok, result.error
@@ -144,7 +144,7 @@ def test_decode_keeps_aspect_ratio_and_handles_short_clips(tmp_path):
     wide = tmp_path / "wide.mp4"
     frames = [np.full((96, 160, 3), 10 * i, np.uint8) for i in range(5)]  # 5 frames < N=8
     demo.encode_video(frames, wide, width=160, height=96)
-    result = decode_video("wide", str(wide), num_frames=8, short_side=48, jpeg_quality=90)
+    result = decode_video("wide", str(wide), 8, short_side=48, jpeg_quality=90)
     assert result.ok, result.error
     assert result.num_source_frames == 5
     assert result.frame_indices == [0, 0, 1, 2, 2, 3, 4, 4]  # centres 0.31 0.94 1.56 2.19 ...
@@ -303,7 +303,7 @@ def test_run_frames_stage_round_trip(tmp_path, demo_videos):
             out,
             fails,
             "000-of-001",
-            num_frames=8,
+            sampling=8,
             short_side=48,
             jpeg_quality=85,
             workers=2,

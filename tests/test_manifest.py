@@ -39,7 +39,8 @@ def demo(tmp_path):
 
 def test_build_manifest_tables(demo):
     ann, labels, root = demo
-    manifest, classes = stage.build_manifest("demo", {1: str(ann)}, {1: str(labels)}, str(root))
+    manifest, classes = stage.build_manifest("demo", {1: str(ann)}, {1: str(labels)}, str(root),
+                                            class_names="words")
     assert manifest.schema == stage.MANIFEST_SCHEMA
     assert classes.schema == stage.CLASSES_SCHEMA
     assert manifest.to_pylist() == [
@@ -82,7 +83,8 @@ def test_folder_adapter_finds_its_videos_without_a_root(tmp_path):
     for rel in ("Jump/a.mp4", "Run/b.avi"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
-    manifest, classes = stage.build_manifest("folder", {1: str(tmp_path)}, {1: None}, None)
+    manifest, classes = stage.build_manifest("folder", {1: str(tmp_path)}, {1: None}, None,
+                                            class_names="words")
     assert manifest["exists"].to_pylist() == [True, True]
     assert manifest["path"].to_pylist() == [f"{tmp_path}/Jump/a.mp4", f"{tmp_path}/Run/b.avi"]
     assert classes["display_name"].to_pylist() == ["jump", "run"]
@@ -168,7 +170,7 @@ def test_class_list_key_and_stage_follow_content_not_paths(demo, tmp_path):
     ann, labels, _ = demo
     def plan(folder):
         return DatasetPlan("toy", "ucf101", {1: str(folder / "annotations.txt")},
-                           {1: str(folder / "labels.csv")}, None, None, (1,))
+                           {1: str(folder / "labels.csv")}, None, None, (1,), "raw")
 
     moved = tmp_path / "moved"
     moved.mkdir()

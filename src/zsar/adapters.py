@@ -170,6 +170,13 @@ def words_display_name(name: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def spaced_name(name: str) -> str:
+    """CamelCase and snake_case -> words, capitals kept: "ApplyEyeMakeup" -> "Apply Eye
+    Makeup", "brush_hair" -> "brush hair" (Open-VCLIP's zs_label_db spelling)."""
+    text = _CAMEL_BOUNDARY.sub(" ", strip_quotes(name).replace("_", " "))
+    return " ".join(text.split())
+
+
 def template_display_name(name: str) -> str:
     """SSv2 templates stay sentences: "Pushing [something] left" -> "pushing something left"."""
     text = _BRACKETED.sub(r"\1", strip_quotes(name))
@@ -647,10 +654,12 @@ ADAPTERS: dict[str, Adapter] = {
 # How class names become the text the models read (a dataset spec's `class_names`): `raw`,
 # as the label file spells them (ViFi-CLIP's protocol: its label CSVs reach the tokenizer
 # unchanged, e.g. "ApplyEyeMakeup"), or `words`, the adapter's reading (CamelCase and
-# underscores split into lowercase words: "apply eye makeup").
+# underscores split into lowercase words: "apply eye makeup"), or `spaced`, split into words
+# with their capitals ("Apply Eye Makeup"). A backbone may name its own (zsar.class_names).
 CLASS_NAME_RULES: dict[str, Callable[[Adapter, str], str]] = {
     "raw": lambda adapter, name: strip_quotes(name),
     "words": lambda adapter, name: adapter.display_name(name),
+    "spaced": lambda adapter, name: spaced_name(name),
 }
 
 

@@ -142,6 +142,11 @@ def validate_config(config: dict[str, Any], *, complete: bool = True) -> dict[st
     return config
 
 
+def dataset_spec_default(field: str) -> Any:
+    """A dataset spec field's default, as the schema states it (the one place it is)."""
+    return _schema()["$defs"]["dataset_spec"]["properties"][field]["default"]
+
+
 def validate_dataset_spec(spec: dict[str, Any], label: str) -> dict[str, Any]:
     """Check one dataset spec (from config/datasets/*.yaml or dataset_specs)."""
     check_against(spec, _schema()["$defs"]["dataset_spec"], label)

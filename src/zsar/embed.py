@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from zsar.frames import decode_jpegs
-from zsar.io import ParquetStreamWriter
+from zsar.io import ParquetStreamWriter, read_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -550,6 +550,24 @@ def _frames_not_crops(videos: Iterator[tuple[str, np.ndarray, int]], views: View
         yield video_id, vector, images // views.crops
 
 
+def video_protocol(
+    frames_provenance: Mapping[str, Any], views: Views, pooling: str, where: Any = "frames"
+) -> dict[str, Any]:
+    """The protocol of video embeddings made from a frames shard with these views and this
+    pooling. A shard written without a `protocol` (by hand, or before zsar recorded one)
+    leaves the frames' fields unknown (None), which a score job then refuses."""
+    frames = dict(frames_provenance.get("protocol") or {"sampling": None, "num_frames": None,
+                                                           "clips": None})
+    if frames["clips"] is not None and frames["clips"] != views.clips:
+        raise ValueError(
+            f"{where}: its frames were sampled as {frames['clips']} clip(s), but the views "
+            f"ask for {views.clips}: decode the frames again with frames.views.clips = "
+            f"{views.clips}"
+        )
+    return {"frames": frames, "views": {"clips": views.clips, "crops": views.crops},
+            "pooling": pooling}
+
+
 def run_video_embedding_stage(
     frames_shard: str | Path,
     out_path: str | Path,
@@ -563,12 +581,19 @@ def run_video_embedding_stage(
     views: Views = Views(),
     pooling: str = DEFAULT_POOLING,
 ) -> int:
-    """Embed every video of a frames shard and stream the rows to `out_path`."""
+    """Embed every video of a frames shard and stream the rows to `out_path`.
+
+    The output's provenance carries a `protocol` block read from what was done, not from a
+    config: the frames' sampling as the shard's own provenance states it, the views and the
+    pooling; a shard sampled with another number of clips than `views` asks for is refused.
+    """
     from tqdm import tqdm
 
+    protocol = video_protocol(read_provenance(frames_shard), views, pooling, frames_shard)
     total = pq.ParquetFile(str(frames_shard)).metadata.num_rows
     bar = tqdm(total=total, unit="video", file=progress or sys.stderr, mininterval=5)
     rows: list[dict[str, Any]] = []
+    provenance = {**(provenance or {}), "protocol": protocol}
     with ParquetStreamWriter(out_path, VIDEO_EMBEDDING_SCHEMA, provenance) as writer:
         for video_id, vector, count in iter_video_embeddings(
             frames_shard,

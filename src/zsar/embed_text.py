@@ -112,21 +112,41 @@ def class_displays(classes: pa.Table) -> dict[str, str]:
     return dict(sorted(zip(names, displays, strict=True)))
 
 
+def class_name_texts(
+    classes: pa.Table, class_names: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Raw class name -> the text that fills the name prompt: the classes table's display
+    names (the dataset's rule), or those of a backbone's rule (`class_names`: a resolved
+    zsar.class_names rule with the dataset's `adapter`)."""
+    displays = class_displays(classes)
+    if class_names is None:
+        return displays
+    from zsar.class_names import class_texts
+
+    raw = list(displays)
+    return dict(zip(raw, class_texts(class_names, class_names["adapter"], raw), strict=True))
+
+
 def class_name_records(
-    classes: pa.Table, prompt: NamePrompt = NamePrompt(NAME_PROMPT, (NAME_PROMPT,))
+    classes: pa.Table,
+    prompt: NamePrompt = NamePrompt(NAME_PROMPT, (NAME_PROMPT,)),
+    class_names: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, str, str, int]]:
     """Every class in every template of the prompt: (kind, owner, text, template index).
     A class shared by several splits is embedded once."""
     return [
-        ("name", name, template.format(display), index)
-        for name, display in class_displays(classes).items()
+        ("name", name, template.format(text), index)
+        for name, text in class_name_texts(classes, class_names).items()
         for index, template in enumerate(prompt.templates)
     ]
 
 
-def embed_class_names(classes: pa.Table, backbone, prompt: NamePrompt) -> pa.Table:
+def embed_class_names(
+    classes: pa.Table, backbone, prompt: NamePrompt,
+    class_names: Mapping[str, Any] | None = None,
+) -> pa.Table:
     """The class-names table: text embeddings with the template index of each row."""
-    records = class_name_records(classes, prompt)
+    records = class_name_records(classes, prompt, class_names)
     table = embed_text_records([r[:3] for r in records], backbone)
     return table.append_column("template", pa.array([r[3] for r in records], pa.int32()))
 
@@ -162,10 +182,23 @@ def _write(records: list[Record], out_path, backbone, provenance, what: str) -> 
 
 
 def run_class_name_stage(
-    classes_path, out_path, backbone, prompt: NamePrompt, provenance=None
+    classes_path, out_path, backbone, prompt: NamePrompt, provenance=None,
+    class_names: Mapping[str, Any] | None = None,
 ) -> None:
-    table = embed_class_names(pq.read_table(classes_path), backbone, prompt)
-    write_parquet(table, out_path, provenance)
+    """Embed every class's name prompt; the provenance's `protocol` says what was sent: the
+    prompt's version, the class-name rule and a digest of the class texts in class order
+    (zsar.class_names.texts_digest), which the score job reports and references compare."""
+    from zsar.class_names import texts_digest
+
+    classes = pq.read_table(classes_path)
+    table = embed_class_names(classes, backbone, prompt, class_names)
+    texts = class_name_texts(classes, class_names)
+    protocol = {
+        "name_prompt": prompt.version,
+        "class_names": class_names["rule"] if class_names else None,
+        "class_texts": texts_digest([texts[name] for name in sorted(texts)]),
+    }
+    write_parquet(table, out_path, {**(provenance or {}), "protocol": protocol})
     logger.info("embedded %d class names in %d template(s) (%s)", table.num_rows,
                 len(prompt.templates), prompt.version)
 

@@ -20,6 +20,20 @@ segment is taken:
   every frame of a short video is used.
 - A video with no frames (L = 0) cannot be sampled: the video is recorded as a failure.
 
+With `clips` temporal clips, TSN takes clips x N segments: N per clip, clip after clip.
+
+Sampling rule "stride" (Open-VCLIP's and FROSTER's test loader)
+---------------------------------------------------------------
+N frames at a fixed stride from each of `clips` temporal offsets, as Open-VCLIP's decoder
+samples at test time (wengzejia1/Open-VCLIP, slowfast/datasets/decoder.py:
+get_multiple_start_end_idx with USE_OFFSET_SAMPLING, then temporal_sampling; the rate
+TARGET_FPS = 30 from slowfast/config/defaults.py). A clip spans
+S = max(1, stride * N / 30 * fps) source frames; with D = max(L - S, 0) the k-th of K clips
+starts at k * floor(D / (K - 1)) (one clip: floor(D / 2)), and its N indices are
+linspace(start, start + S - 1, N) in float32 (torch.linspace's arithmetic), clamped to
+[0, L-1] and truncated. A video shorter than a clip repeats frames; one with no stated rate
+is taken to run at 30 fps.
+
 Which decoder reads which file (DECODE_IN_ORDER): AVI files (UCF101's XviD, HMDB51's DivX)
 are read from the start in presentation order by PyAV on one thread, since AVI has no
 presentation timestamps and decord's seek by frame index returns wrong frames there when
@@ -60,12 +74,13 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -74,6 +89,11 @@ import pyarrow.parquet as pq
 logger = logging.getLogger(__name__)
 
 SAMPLING_RULE = "tsn-centre: floor((i + 0.5) * L / N), i = 0..N-1"
+# Each rule in words, as a frames shard's provenance states it.
+SAMPLING_RULES = {
+    "tsn": SAMPLING_RULE,
+    "stride": "open-vclip stride: N frames at a fixed stride from each of K offsets",
+}
 
 FRAMES_SCHEMA = pa.schema(
     [
@@ -130,6 +150,102 @@ def sample_frame_indices(num_source_frames: int, num_segments: int) -> list[int]
         raise ValueError(f"cannot sample frames from a video of {num_source_frames} frames")
     # Integer arithmetic: no float rounding can push an index across a frame boundary.
     return [((2 * i + 1) * num_source_frames) // (2 * num_segments) for i in range(num_segments)]
+
+
+# Open-VCLIP sizes a stride clip as if the source ran at this rate (DATA.TARGET_FPS).
+STRIDE_TARGET_FPS = 30
+
+
+def _linspace_float32(start: float, end: float, steps: int) -> np.ndarray:
+    """torch.linspace(start, end, steps) in float32 as its CPU kernel computes it: the first
+    half forward from the start, the rest back from the end, each point one fused
+    multiply-add (one rounding), so that truncated indices agree with Open-VCLIP's at every
+    boundary (tests/test_frames.py checks it against torch.linspace)."""
+    start32, end32 = np.float32(start), np.float32(end)
+    if steps == 1:
+        return np.array([start32], dtype=np.float32)
+    step = np.float64(np.float32((end32 - start32) / np.float32(steps - 1)))
+    i = np.arange(steps, dtype=np.float64)
+    # float64 holds a float32 product exactly: one rounding, to float32, as an FMA does.
+    forward = np.float64(start32) + step * i
+    backward = np.float64(end32) - step * (steps - 1 - i)
+    return np.where(i < steps // 2, forward, backward).astype(np.float32)
+
+
+def stride_frame_indices(
+    num_source_frames: int, fps: float | None, num_frames: int, stride: int, clips: int,
+    target_fps: float = STRIDE_TARGET_FPS,
+) -> list[int]:
+    """Open-VCLIP's test-time indices (see "Sampling rule stride" above), clip-major."""
+    if min(num_frames, stride, clips) < 1:
+        raise ValueError(f"num_frames, stride and clips must be at least 1: "
+                         f"{num_frames}, {stride}, {clips}")
+    if num_source_frames < 1:
+        raise ValueError(f"cannot sample frames from a video of {num_source_frames} frames")
+    clip_size = max(1.0, stride * num_frames / target_fps * (fps or target_fps))
+    room = max(num_source_frames - clip_size, 0)
+    indices: list[int] = []
+    for k in range(clips):
+        start = math.floor(room / 2) if clips == 1 else k * math.floor(room / (clips - 1))
+        points = _linspace_float32(start, start + clip_size - 1, num_frames)
+        indices += [int(min(max(p, 0), num_source_frames - 1)) for p in points]
+    return indices
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a video are kept: `clips` clips of `num_frames` frames, clip-major,
+    by one of SAMPLERS' rules (`stride` is read by the stride rule only)."""
+
+    rule: str = "tsn"
+    num_frames: int = 8
+    clips: int = 1
+    stride: int = 16
+
+    def __post_init__(self) -> None:
+        if self.rule not in SAMPLERS:
+            raise ValueError(f"unknown frame sampling {self.rule!r}; known: {', '.join(SAMPLERS)}")
+
+    @property
+    def total(self) -> int:
+        return self.num_frames * self.clips
+
+    def indices(self, num_source_frames: int, fps: float | None) -> list[int]:
+        return SAMPLERS[self.rule](self, num_source_frames, fps)
+
+    def record(self) -> dict[str, Any]:
+        """What the frames were sampled with, as provenance and records carry it."""
+        block = {"sampling": self.rule, "num_frames": self.num_frames, "clips": self.clips}
+        if self.rule == "stride":
+            block.update(stride=self.stride, target_fps=STRIDE_TARGET_FPS)
+        return block
+
+
+def as_sampling(sampling: Sampling | int) -> Sampling:
+    """A bare frame count is that many TSN frames, one clip."""
+    return sampling if isinstance(sampling, Sampling) else Sampling(num_frames=int(sampling))
+
+
+def sampling_of(frames: Mapping[str, Any]) -> Sampling:
+    """The sampling a frames config asks for: its `views.clips` (or, as the frames rule's
+    params hold it, `clips`), its rule (TSN where it names none) and the stride rule's
+    stride."""
+    clips = frames.get("clips", (frames.get("views") or {}).get("clips", 1))
+    return Sampling(
+        rule=frames.get("sampling", "tsn"),
+        num_frames=int(frames["num_frames"]),
+        clips=int(clips),
+        stride=int(frames.get("stride", Sampling.stride)),
+    )
+
+
+# The frame samplers by name (config `frames.sampling`): (sampling, L, fps) -> indices.
+SAMPLERS: dict[str, Callable[[Sampling, int, float | None], list[int]]] = {
+    "tsn": lambda s, length, fps: sample_frame_indices(length, s.total),
+    "stride": lambda s, length, fps: stride_frame_indices(
+        length, fps, s.num_frames, s.stride, s.clips
+    ),
+}
 
 
 def videos_for_shard(manifest: pa.Table, index: int, total: int) -> list[tuple[str, str]]:
@@ -364,7 +480,7 @@ PROMISE_SLACK = 8
 
 
 def _read_readable_prefix(
-    path: str, num_frames: int, header: _Header | None = None
+    path: str, sampling: Sampling, header: _Header | None = None
 ) -> tuple[np.ndarray, list[int], int, Timing]:
     """Sampled frames of the readable prefix, in presentation order.
 
@@ -379,7 +495,7 @@ def _read_readable_prefix(
     candidates = {
         i
         for length in range(max(1, promised - PROMISE_SLACK), promised + 1)
-        for i in sample_frame_indices(length, num_frames)
+        for i in sampling.indices(length, header.fps)
     } if promised else set()  # fmt: skip
     held: dict[int, object] = {}
 
@@ -388,14 +504,15 @@ def _read_readable_prefix(
             held[i] = frame
 
     length, timing = _prefix_timing(header.fps, _readable_prefix(path), keep)
-    indices = sample_frame_indices(length, num_frames)  # ValueError for 0 frames
+    indices = sampling.indices(length, header.fps)  # ValueError for 0 frames
     if not all(i in held for i in indices):
         held.clear()
         wanted = set(indices)
+        last = max(wanted)  # stride clips overlap: indices need not rise clip to clip
         for i, frame in enumerate(_readable_prefix(path)):
             if i in wanted:
                 held[i] = frame
-            if i == indices[-1]:
+            if i == last:
                 break
     return np.stack([_upright_rgb(held[i]) for i in indices]), indices, length, timing
 
@@ -411,7 +528,7 @@ def _decord_timing(reader, length: int) -> Timing:
         return None, None
 
 
-def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int, Timing]:
+def _read_frames(path: str, sampling: Sampling) -> tuple[np.ndarray, list[int], int, Timing]:
     """Sampled frames as one uint8 array [N,H,W,3], their indices, the frame count used,
     and the source's timing.
 
@@ -420,7 +537,7 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
     """
     header = _header_or_none(path)
     if header is not None and header.container in DECODE_IN_ORDER:
-        return _read_readable_prefix(path, num_frames, header)
+        return _read_readable_prefix(path, sampling, header)
     import decord
 
     reader = None
@@ -431,15 +548,16 @@ def _read_frames(path: str, num_frames: int) -> tuple[np.ndarray, list[int], int
         length = len(reader)
         if length < 1:
             raise ValueError("0 frames")
-        indices = sample_frame_indices(length, num_frames)
+        timing = _decord_timing(reader, length)
+        indices = sampling.indices(length, timing[0])
         frames = reader.get_batch(indices).asnumpy()
-        return frames, indices, length, _decord_timing(reader, length)
+        return frames, indices, length, timing
     except Exception as first_error:
         # The container's frame count is a promise, not a fact: fall back to the frames
         # that really decode, and sample those.
         reader = None
         try:
-            return _read_readable_prefix(path, num_frames, header)
+            return _read_readable_prefix(path, sampling, header)
         except Exception:
             raise first_error from None
 
@@ -468,7 +586,7 @@ def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
 def decode_video(
     video_id: str,
     path: str,
-    num_frames: int,
+    sampling: Sampling | int,
     short_side: int,
     jpeg_quality: int | None = None,
     keep_arrays: bool = True,
@@ -486,7 +604,7 @@ def decode_video(
         return failed(video_id, "empty file (0 bytes)")
     with _captured_fd2() as decoder_log:
         try:
-            raw, indices, length, (fps, duration) = _read_frames(str(file), num_frames)
+            raw, indices, length, (fps, duration) = _read_frames(str(file), as_sampling(sampling))
         except Exception as err:
             return failed(video_id, describe_error(err, decoder_log(), str(file)))
     duration, note = checked_duration(length, fps, duration)
@@ -539,7 +657,7 @@ class _WorkerPool:
 
 def decode_videos(
     items: Iterable[tuple[str, str]],
-    num_frames: int,
+    sampling: Sampling | int,
     short_side: int,
     workers: int,
     *,
@@ -562,7 +680,7 @@ def decode_videos(
     Workers are spawned, so they re-import the caller's main module: a script that calls
     this must keep its work under `if __name__ == "__main__":`.
     """
-    args = (num_frames, short_side, jpeg_quality)
+    args = (as_sampling(sampling), short_side, jpeg_quality)
     if workers <= 0:
         for video_id, path in items:
             yield _guarded_call(decode_fn, video_id, path, *args)
@@ -691,7 +809,7 @@ def run_frames_stage(
     out_path: str | os.PathLike,
     failures_path: str | os.PathLike,
     shard: str,
-    num_frames: int,
+    sampling: Sampling | int,
     short_side: int,
     jpeg_quality: int,
     workers: int,
@@ -716,11 +834,14 @@ def run_frames_stage(
     index, total = parse_shard_id(shard)
     manifest = pq.read_table(manifest_path, columns=["video_id", "path", "exists"])
     items = videos_for_shard(manifest, index, total)
+    sampling = as_sampling(sampling)
+    # `protocol` is what a record downstream reports as the frames it was computed from.
     settings = {
-        "num_frames": num_frames,
+        "num_frames": sampling.total,
         "short_side": short_side,
         "jpeg_quality": jpeg_quality,
-        "sampling": SAMPLING_RULE,
+        "sampling": SAMPLING_RULES[sampling.rule],
+        "protocol": sampling.record(),
     }
     prov = provenance(settings, extra={"stage": "frames", "shard": shard, **settings})
 
@@ -729,7 +850,7 @@ def run_frames_stage(
     rows: list[dict] = []
     decoded = decode_videos(
         items,
-        num_frames,
+        sampling,
         short_side,
         workers,
         jpeg_quality=jpeg_quality,

@@ -220,7 +220,13 @@ def gather_parquet(inputs: list[str | os.PathLike], output: str | os.PathLike) -
     if not paths:
         raise ValueError(f"nothing to gather into {output}")
     schema = pq.read_schema(paths[0]).remove_metadata()
-    with ParquetStreamWriter(output, schema, read_provenance(paths[0])) as writer:
+    first = read_provenance(paths[0])
+    for path in paths[1:]:
+        # Shards made under different protocols would pass as one (zsar.protocol).
+        if read_provenance(path).get("protocol") != first.get("protocol"):
+            raise ValueError(f"{path}: made under another protocol than {paths[0]}; "
+                             "make every shard again with one config")
+    with ParquetStreamWriter(output, schema, first) as writer:
         for path in paths:
             shard = pq.ParquetFile(path)
             for group in range(shard.num_row_groups):

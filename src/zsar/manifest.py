@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from zsar import adapters
+from zsar import adapters, walk
 from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet, write_text
 from zsar.provenance import provenance
 
@@ -92,12 +92,8 @@ class VideoIndex:
 
     @classmethod
     def scan(cls, root: str | None) -> VideoIndex:
-        files: list[str] = []
-        if root and os.path.isdir(root):
-            for folder, dirs, names in os.walk(root, followlinks=True):
-                dirs.sort()
-                rel = os.path.relpath(folder, root)
-                files += [n if rel == "." else f"{Path(rel).as_posix()}/{n}" for n in sorted(names)]
+        # Each folder once, however many links lead to it: a symlink loop cannot hang this.
+        files = walk.files_under(root) if root and os.path.isdir(root) else []
         by_name: dict[str, list[str]] = {}
         by_stem: dict[str, list[str]] = {}
         for rel in files:
@@ -220,10 +216,12 @@ def _build(
     labels: Mapping[int, str | None],
     video_root: str | None,
     fmt: str | None = None,
-    class_names: str = "words",
+    class_names: str | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[int, str]]:
+    from zsar.config import dataset_spec_default
+
     spec = adapters.get_adapter(adapter)
-    rule = adapters.CLASS_NAME_RULES[class_names]
+    rule = adapters.CLASS_NAME_RULES[class_names or dataset_spec_default("class_names")]
     video_rows, class_list_rows, formats = [], [], {}
     indexes: dict[str | None, VideoIndex] = {}
     found_how: collections.Counter = collections.Counter()
@@ -249,13 +247,15 @@ def build_manifest(
     labels: Mapping[int, str | None],
     video_root: str | None,
     fmt: str | None = None,
+    class_names: str | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """(manifest, classes) of every split in `annotations` (split -> annotation path).
 
     `exists` is checked on disk at video_root/video_id; with no video_root every video
     counts as missing (except for the folder adapter, whose folder holds the videos).
+    The classes' display names follow `class_names` (the schema's default where None).
     """
-    manifest, classes, _ = _build(adapter, annotations, labels, video_root, fmt)
+    manifest, classes, _ = _build(adapter, annotations, labels, video_root, fmt, class_names)
     return manifest, classes
 
 

@@ -9,7 +9,7 @@ stops before the first job instead of failing hours later on a GPU node.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ class DatasetPlan:
     video_root: str | None
     format: str | None
     splits: tuple[int, ...]
+    # zsar.class_names: a built-in rule or a mapping file's name; the schema's default
+    class_names: str
     # Its files are written by a rule (the demo), so they may not exist when planning.
     generated: bool = False
-    class_names: str = "raw"  # zsar.adapters.CLASS_NAME_RULES
 
     def as_params(self) -> dict[str, Any]:
         """The fields that define the manifest (what its rule's params track)."""
@@ -113,15 +114,32 @@ class RunPlan:
     registry: dict[str, dict[str, Any]] = field(repr=False)
     # backbone -> its class-name protocol (zsar.embed_text.NamePrompt)
     name_prompts: dict[str, Any] = field(default_factory=dict, repr=False)
+    # every class-name rule by name, resolved (zsar.class_names.all_rules)
+    class_rules: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def shard_ids(self) -> list[str]:
         return [shard_id(i, self.shards) for i in range(self.shards)]
+
+    def class_name_rule(self, dataset: str, backbone: str) -> dict[str, Any]:
+        """The class-name rule a backbone's class-name job spells the dataset's names by:
+        the backbone's own (its registry entry's `class_names`), else the dataset's; with
+        the dataset's adapter, which the `words` rule reads."""
+        data = self.datasets[dataset]
+        name = self.registry["backbones"][backbone].get("class_names") or data.class_names
+        return {"adapter": data.adapter, **self.class_rules[name]}
 
 
 # The names below as the workflow's wildcards match them (Snakefile): written beside their
 # formatters, and every name they can produce is matched in tests/test_plan_names.py.
 SHARD_PATTERN = r"\d{3}\d*-of-\d{3}\d*"  # {3,} is no Snakemake constraint
-SAMPLING_PATTERN = r"tsn\d+_s\d+_q\d+(?:_c\d+)?"
+# Each frame-sampling rule's part of the folder name: (formatter, the pattern it matches).
+SAMPLING_NAME_PARTS: dict[str, tuple[Callable[[Mapping[str, Any]], str], str]] = {
+    "tsn": (lambda f: f"tsn{f['num_frames']}", r"tsn\d+"),
+    "stride": (lambda f: f"stride{f['num_frames']}x{f['stride']}", r"stride\d+x\d+"),
+}
+SAMPLING_PATTERN = (
+    "(?:" + "|".join(p for _, p in SAMPLING_NAME_PARTS.values()) + r")_s\d+_q\d+(?:_c\d+)?"
+)
 
 
 def shard_id(index: int, total: int) -> str:
@@ -137,8 +155,9 @@ def parse_shard_id(text: str) -> tuple[int, int]:
 def sampling_name(frames_cfg: Mapping[str, Any]) -> str:
     """The frames folder name: everything that changes the decoded frames, nothing else."""
     clips = int((frames_cfg.get("views") or {}).get("clips", 1))
+    rule = SAMPLING_NAME_PARTS[frames_cfg.get("sampling", "tsn")][0]
     return (
-        f"tsn{frames_cfg['num_frames']}_s{frames_cfg['short_side']}_q{frames_cfg['jpeg_quality']}"
+        f"{rule(frames_cfg)}_s{frames_cfg['short_side']}_q{frames_cfg['jpeg_quality']}"
         + (f"_c{clips}" if clips > 1 else "")
     )
 
@@ -185,7 +204,7 @@ def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> Datas
         format=spec.get("format"),
         splits=splits,
         generated=bool(adapter and adapter.generated),
-        class_names=spec.get("class_names", "raw"),
+        class_names=spec["class_names"],
     )
 
 
@@ -297,7 +316,26 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
         variants=variants,
         registry=registry,
         name_prompts={b: _name_prompt(registry, b, config_dir) for b in config["backbones"]},
+        class_rules=_class_rules(registry, datasets, config["backbones"], config_dir),
     )
+
+
+def _class_rules(registry, datasets, backbones, config_dir) -> dict[str, dict[str, Any]]:
+    """Every rule, resolved; each rule a dataset or backbone names must be among them."""
+    from zsar.class_names import ClassNameRuleError, all_rules, resolve_rule
+
+    named = {f"dataset {d}": p.class_names for d, p in datasets.items()}
+    named |= {f"backbone {b}": registry["backbones"][b].get("class_names") for b in backbones}
+    for where, name in named.items():
+        try:
+            if name:
+                resolve_rule(name, config_dir)
+        except ClassNameRuleError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    try:
+        return all_rules(config_dir)
+    except ClassNameRuleError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _name_prompt(registry, backbone: str, config_dir):

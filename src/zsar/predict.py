@@ -94,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Settings:
     num_frames: int  # per temporal clip
     clips: int
+    sampling: str  # zsar.frames.SAMPLERS
+    stride: int
     crops: int
     short_side: int
     jpeg_quality: int
@@ -118,6 +120,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings(
         num_frames=args.frames or int(frames["num_frames"]),
         clips=int(frames["views"]["clips"]),
+        sampling=frames["sampling"],
+        stride=int(frames["stride"]),
         crops=int(frames["views"]["crops"]),
         short_side=int(frames["short_side"]),
         jpeg_quality=int(frames["jpeg_quality"]),
@@ -488,12 +492,12 @@ def prepare(args: argparse.Namespace) -> Setup:
 
 def decode(videos: Sequence[str], settings: Settings, workers: int):
     """The frames stage's decoder on the given files: (decoded, [(video, reason)])."""
-    from zsar.frames import decode_videos
+    from zsar.frames import Sampling, decode_videos
 
+    sampling = Sampling(settings.sampling, settings.num_frames, settings.clips, settings.stride)
     decoded, failed = [], []
     for video in decode_videos(
-        [(v, v) for v in videos], settings.num_frames * settings.clips, settings.short_side,
-        workers,
+        [(v, v) for v in videos], sampling, settings.short_side, workers,
         jpeg_quality=settings.jpeg_quality,
     ):
         if video.ok:

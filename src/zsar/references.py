@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from zsar.protocol import sampling_label
+
 # The protocol fields, in the order a mismatch is told, with what each means in words.
 PROTOCOL_FIELDS = {
     "lists": "split lists (the adapter that reads them)",
@@ -77,14 +79,40 @@ def views_label(frames: Mapping[str, Any]) -> str:
 
 
 def run_protocol(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The protocol a metrics record was made under, in the reference file's terms."""
-    chain = record["provenance"]["chain"]
+    """The protocol a metrics record was made under, in the reference file's terms: read
+    from the record's `provenance.protocol` (what its embeddings' own provenance says;
+    zsar.protocol), the lists and splits from its chain. `class_names` is every rule that
+    gives the class texts the run embedded (zsar.class_names), so two rules that spell a
+    dataset alike both match. A record from before zsar kept a protocol block is read from
+    its chain, with the defaults of that time."""
+    provenance = record["provenance"]
+    chain = provenance["chain"]
+    dataset = chain.get("dataset") or {}
+    made = provenance.get("protocol")
+    if made is None:
+        return _protocol_from_chain(chain)
+    frames, views = made.get("frames") or {}, made.get("views") or {}
+    used = made.get("class_names")
+    rules = [used, *(r for r in made.get("class_names_same_as") or [] if r != used)]
+    return {
+        "lists": dataset.get("adapter"),
+        "splits": list(dataset.get("splits") or []),
+        "class_names": rules,
+        "name_prompt": made.get("name_prompt"),
+        "frames": frames.get("num_frames"),
+        "sampling": sampling_label(frames),
+        "views": views_label({"views": views}) if views else None,
+        "pooling": made.get("pooling"),
+    }
+
+
+def _protocol_from_chain(chain: Mapping[str, Any]) -> dict[str, Any]:
     dataset, frames, backbone = (chain.get(k) or {} for k in ("dataset", "frames", "backbone"))
     prompt = backbone.get("name_prompt") or {}
     return {
         "lists": dataset.get("adapter"),
         "splits": list(dataset.get("splits") or []),
-        "class_names": dataset.get("class_names", "words"),
+        "class_names": [dataset.get("class_names", "words")],
         "name_prompt": prompt.get("version", "{}"),
         "frames": frames.get("num_frames"),
         "sampling": frames.get("sampling", FRAME_SAMPLING),
@@ -93,12 +121,28 @@ def run_protocol(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _agrees(field: str, ours: Any, theirs: Any) -> bool:
+    # A run's class texts may be those of several rules; the reference names one.
+    return theirs in ours if field == "class_names" else ours == theirs
+
+
+def _shown(field: str, value: Any) -> Any:
+    return class_names_words(value) if field == "class_names" else value
+
+
+def class_names_words(rules: Sequence[str | None]) -> str:
+    """The rule a run used, then those that give the same texts: "raw (the same texts as
+    words)"."""
+    used, *same = rules or [None]
+    return str(used) + (f" (the same texts as {', '.join(same)})" if same else "")
+
+
 def protocol_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
     """Each field where the run and the reference differ, in words."""
     return [
-        f"{words}: this run {ours.get(field)!r}, published {theirs[field]!r}"
+        f"{words}: this run {_shown(field, ours.get(field))!r}, published {theirs[field]!r}"
         for field, words in PROTOCOL_FIELDS.items()
-        if field in theirs and ours.get(field) != theirs[field]
+        if field in theirs and not _agrees(field, ours.get(field), theirs[field])
     ]
 
 

@@ -296,6 +296,33 @@ def interval_provenance(statistics: Mapping[str, Any] | None = None) -> dict[str
     return {k: v for k, v in method.items() if k not in ("paired", "multiple_comparisons")}
 
 
+def scored_protocol(
+    inputs: Mapping[str, str],
+    chain: Mapping[str, Any],
+    class_rules: Mapping[str, Mapping[str, Any]] | None,
+    classes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The protocol the embeddings were made under (zsar.protocol), checked against the
+    chain the job was planned with where it states one."""
+    from zsar.class_names import rules_giving
+    from zsar.io import read_provenance
+    from zsar.protocol import artifact_protocol, check_protocol, expected_protocol
+
+    made = artifact_protocol(
+        read_provenance(inputs["videos"]), read_provenance(inputs["class_names"])
+    )
+    if chain.get("frames"):
+        planned = expected_protocol(chain)
+        if planned["class_names"] is None:  # a chain from before class-name rules
+            del planned["class_names"]
+        check_protocol(made, planned, [inputs["videos"], inputs["class_names"]])
+    adapter = (chain.get("dataset") or {}).get("adapter")
+    if class_rules and adapter and made["class_texts"]:
+        raw = sorted({c["name"] for c in classes})
+        made["class_names_same_as"] = rules_giving(made["class_texts"], class_rules, adapter, raw)
+    return made
+
+
 def run_scoring_stage(
     inputs: Mapping[str, str],
     params: Mapping[str, Any],
@@ -307,8 +334,14 @@ def run_scoring_stage(
     run: str,
     chain: Mapping[str, Any] | None = None,
     statistics: Mapping[str, Any] | None = None,
+    class_rules: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score every split of a dataset for one backbone and variant run.
+
+    The record's `provenance.protocol` is read from the embeddings' own provenance
+    (zsar.protocol), and the job refuses embeddings made otherwise than `chain` says; with
+    `class_rules` (every class-name rule), it also names the rules that give the class
+    texts that were embedded (`class_names_same_as`).
 
     `chain` is what made the inputs (the rule's params: the dataset's lists, frames,
     backbone, and for the variants that use them the captioner and the LLM with their
@@ -325,6 +358,7 @@ def run_scoring_stage(
     variant = VARIANTS[params["variant"]]
     manifest = pq.read_table(inputs["manifest"]).to_pylist()
     classes = pq.read_table(inputs["classes"]).to_pylist()
+    protocol = scored_protocol(inputs, chain or {}, class_rules, classes)
     videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
                             "video_id")
     # Name prompts for every variant; descriptor sentences only where the variant uses them.
@@ -406,6 +440,7 @@ def run_scoring_stage(
             seed=None,
             extra={
                 "chain": dict(chain or {}),
+                "protocol": protocol,
                 "llm": descriptors.get("llm"),
                 "prompt_version": descriptors.get("prompt_version"),
                 "statistics": interval_provenance(statistics),

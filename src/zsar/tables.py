@@ -31,7 +31,13 @@ from typing import Any
 from zsar.method import VARIANTS
 from zsar.metrics import METRICS
 from zsar.provenance import config_hash
-from zsar.references import Reference, comparisons, run_protocol, seen_classes
+from zsar.references import (
+    Reference,
+    class_names_words,
+    comparisons,
+    run_protocol,
+    seen_classes,
+)
 
 COLUMNS = (
     "dataset",
@@ -289,6 +295,13 @@ def _describe_model(identity: Mapping[str, Any]) -> str:
     return f"{identity.get('name', '?')} ({describe_source(identity)})"
 
 
+def sampling_words(label: str | None) -> str:
+    """A record's frame sampling (zsar.protocol.sampling_label) in words."""
+    if label and label.startswith("stride"):
+        return f"at stride {label.removeprefix('stride')} from each clip's offset, Open-VCLIP's"
+    return "TSN centre of each segment"
+
+
 def chain_facts(record: Mapping[str, Any]) -> dict[str, str]:
     """topic -> this record's setting, in words (zsar.scoring records the chain)."""
     chain = record["provenance"]["chain"]
@@ -299,7 +312,7 @@ def chain_facts(record: Mapping[str, Any]) -> dict[str, str]:
     templates = len(prompt.get("templates") or [None])
     facts = {
         "frames": (
-            f"{frames.get('num_frames')} per view (TSN centre of each segment), views "
+            f"{protocol['frames']} per view ({sampling_words(protocol['sampling'])}), views "
             f"{protocol['views']} (clips x crops), short side {frames.get('short_side')} px, "
             f"JPEG quality {frames.get('jpeg_quality')}"
         ),
@@ -311,7 +324,7 @@ def chain_facts(record: Mapping[str, Any]) -> dict[str, str]:
             + (f", trained on {', '.join(backbone['trained_on'])}"
                if backbone.get("trained_on") else "")
         ),
-        f"class names of {record['dataset']}": str(protocol["class_names"]),
+        f"class names of {record['dataset']}": class_names_words(protocol["class_names"]),
     }
     if "captions" in chain:
         captions = chain["captions"]
@@ -381,11 +394,25 @@ def footnote_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
 # --- formats --------------------------------------------------------------------------------
 
 
+# What would end or split a Markdown table cell, and what it becomes: a backslash is doubled
+# so that a name ending in one cannot escape the pipe after it.
+MARKDOWN_CELL_ESCAPES = {"\\": "\\\\", "|": "\\|", "\n": " ", "\r": " "}
+
+
+def markdown_cell(text: str) -> str:
+    """`text` as one Markdown table cell, whatever it holds (a name with `|`, a newline)."""
+    return "".join(MARKDOWN_CELL_ESCAPES.get(char, char) for char in text)
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(markdown_cell(c) for c in cells) + " |"
+
+
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     return [
-        "| " + " | ".join(header) + " |",
+        _markdown_row(header),
         "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(row) + " |" for row in body),
+        *(_markdown_row(row) for row in body),
     ]
 
 
@@ -624,19 +651,28 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+# Every character LaTeX reads as markup, and how to print it. Replaced in one pass: replacing
+# one character after another would escape the braces of an earlier replacement.
+LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    # Not markup, but the default font prints them as other glyphs.
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+
+
 def _latex_escape(text: str) -> str:
-    for char, repl in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("$", r"\$"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-    ):
-        text = text.replace(char, repl)
-    return text
+    return "".join(LATEX_ESCAPES.get(char, char) for char in text)
 
 
 def to_latex(rows: list[dict[str, Any]], footnotes: Sequence[str]) -> str:

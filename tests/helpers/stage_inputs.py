@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zsar.io import write_json
+from zsar.io import write_json, write_parquet
 
 # The score rule's params for the `full` variant, and a minimal backbone and chain.
 SCORE_PARAMS = {
@@ -21,6 +21,12 @@ SCORE_PARAMS = {
 }
 BACKBONE = {"name": "tiny", "backend": "open_clip"}
 CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
+# What the embedding stages would have written beside such a chain (zsar.protocol).
+VIDEO_PROTOCOL = {"protocol": {"frames": {"sampling": "tsn", "num_frames": 8, "clips": 1},
+                               "views": {"clips": 1, "crops": 1},
+                               "pooling": "normalise_then_mean"}}
+NAME_PROTOCOL = {"protocol": {"name_prompt": None, "class_names": None, "class_texts": None}}
+
 
 def unit_rows(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
     x = rng.normal(size=(rows, dim))
@@ -76,12 +82,12 @@ def write_score_inputs(
     kept = [i for i in range(videos) if exists[i]]
     noisy = name_vectors[[labels[i] for i in kept]] + 1.5 * unit_rows(rng, len(kept), dim)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    pq.write_table(vector_table("video_id", [ids[i] for i in kept], noisy),
-                   folder / "videos.parquet")
-    pq.write_table(
+    write_parquet(vector_table("video_id", [ids[i] for i in kept], noisy),
+                  folder / "videos.parquet", VIDEO_PROTOCOL)
+    write_parquet(
         vector_table("kind", ["name"] * classes, name_vectors, owner=names,
                      text=[n.lower() for n in names]),
-        folder / "class_names.parquet",
+        folder / "class_names.parquet", NAME_PROTOCOL,
     )
     pq.write_table(
         vector_table("kind", ["attribute"] * classes, unit_rows(rng, classes, dim), owner=names,
@@ -127,4 +133,4 @@ def lean_videos_towards_descriptors(inputs: dict[str, str], *, noise: float, see
     leaning = np.stack([attribute[label[v]] for v in videos])
     leaning = leaning + noise * unit_rows(rng, len(videos), dim)
     leaning /= np.linalg.norm(leaning, axis=1, keepdims=True)
-    pq.write_table(vector_table("video_id", videos, leaning), inputs["videos"])
+    write_parquet(vector_table("video_id", videos, leaning), inputs["videos"], VIDEO_PROTOCOL)

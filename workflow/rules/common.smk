@@ -116,6 +116,10 @@ def frames_params():
     num_frames more frames); the spatial crops are cut at the embedding stage, so changing
     them decodes nothing again."""
     frames = {k: v for k, v in config["frames"].items() if k != "views"}
+    if frames["sampling"] == "tsn":
+        # TSN reads no stride, and its frames keep the key they had before there was a
+        # choice of sampler: a stride edit (or an upgrade) decodes nothing again.
+        del frames["stride"], frames["sampling"]
     return {**frames, "clips": config["frames"]["views"]["clips"]}
 
 
@@ -276,6 +280,13 @@ def name_prompt(wildcards):
     return PLAN.name_prompts[wildcards.backbone].as_params()
 
 
+def class_name_rule(wildcards):
+    """How the backbone spells the dataset's class names (its own rule, else the dataset's):
+    the class-name job's key is the texts it embeds, i.e. the classes (an input) and this.
+    """
+    return PLAN.class_name_rule(wildcards.dataset, wildcards.backbone)
+
+
 def scoring_params(wildcards):
     """Only what changes this variant's scores: the weights of the kinds it uses, λ and the
     fusion for a caption variant, top-k, the failure policy, and how the backbone's name
@@ -309,6 +320,7 @@ def scoring_chain(wildcards):
         "backbone": {
             **model_key("backbones", wildcards.backbone),
             "name_prompt": name_prompt(wildcards),
+            "class_names": class_name_rule(wildcards),
             # No embedding's key (it changes none), but the record's: it marks a result not
             # zero-shot, so an edit re-scores that backbone (cheap) and re-makes the tables.
             "trained_on": registry_entry("backbones", wildcards.backbone).get(

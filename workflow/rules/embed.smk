@@ -66,6 +66,7 @@ rule embed_class_names:
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         prompt=name_prompt,
+        class_names=class_name_rule,
         code=code("embed_class_names"),
     script:
         "../scripts/embed_class_names.py"

@@ -14,6 +14,8 @@ rule score:
     params:
         scoring=scoring_params,
         chain=scoring_chain,
+        # Every class-name rule: the record names those that give the texts it scored with.
+        class_rules=PLAN.class_rules,
         dataset="{dataset}",
         backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
         run="{run}",

@@ -14,6 +14,7 @@ def main(smk) -> None:
         NamePrompt(prompt["version"], tuple(prompt["templates"]), prompt["combine"],
                    prompt["scale"]),
         provenance,
+        class_names=smk.params.class_names,
     )
 
 

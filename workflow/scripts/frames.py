@@ -4,7 +4,7 @@ from zsar.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.frames import run_frames_stage
+    from zsar.frames import run_frames_stage, sampling_of
 
     frames = smk.params.frames
     run_frames_stage(
@@ -12,9 +12,8 @@ def main(smk) -> None:
         out_path=smk.output.frames,
         failures_path=smk.output.failures,
         shard=smk.wildcards.shard,
-        # Each temporal clip is num_frames TSN frames of one equal part: together, the TSN
-        # frames of clips x num_frames segments (zsar.embed.Views).
-        num_frames=int(frames["num_frames"]) * int(frames["clips"]),
+        # `clips` clips of num_frames frames each, clip after clip (zsar.embed.Views).
+        sampling=sampling_of(frames),
         short_side=int(frames["short_side"]),
         jpeg_quality=int(frames["jpeg_quality"]),
         workers=int(smk.threads),

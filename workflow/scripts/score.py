@@ -18,6 +18,7 @@ def main(smk) -> None:
         run=smk.params.run,
         chain=smk.params.chain,
         statistics=smk.params.statistics,
+        class_rules=smk.params.class_rules,
     )
     logging.info("top1=%s counts=%s", record["mean"]["top1"], record["counts"])
 
