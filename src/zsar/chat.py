@@ -7,8 +7,10 @@ request that still fails comes back as a `ChatResult` with an error, never as an
 exception, so one bad video or class never stops a run.
 
 The API key is read only from the environment variable the registry entry names. It is
-sent in the Authorization header and nowhere else, and every error text is scrubbed of
-it before it can reach a log, a failures table or a report.
+sent in the Authorization header and nowhere else. A server's words (error bodies, replies,
+transport errors) are masked of it the moment they are read, before any cut or parse can
+split it, so no piece of it can reach a log, a failures table or a report (SECURITY.md).
+A response body is read up to `max_response_bytes`, never whole.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import email.utils
+import json
 import logging
 import os
 import random
@@ -33,6 +36,16 @@ logger = logging.getLogger(__name__)
 # Status codes worth retrying: rate limits, and server-side trouble that is often transient.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
 SCRUBBED = "***"
+# Any run of this many characters of the key is masked, not just the whole key: a server
+# may echo a key cut short, or a cut in our text may split it.
+SECRET_PIECE = 8
+# How much of an error body is kept in a message, counted after masking.
+ERROR_SNIPPET_CHARS = 200
+# Far above any chat answer (a few KB), far below what could exhaust a job's memory.
+MAX_RESPONSE_BYTES = 4 * 2**20
+# httpx and httpcore log status lines and response headers verbatim: server words that
+# this module cannot mask, so they may say only warnings.
+SERVER_ECHOING_LOGGERS = ("httpx", "httpcore")
 
 Log = logging.Logger | Callable[[str], Any] | None
 
@@ -52,6 +65,7 @@ class ChatEndpoint:
     concurrency: int = 8
     # Upper bound on any single wait, including one a server asks for with Retry-After.
     max_backoff_s: float = 30.0
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ChatEndpoint:
@@ -92,9 +106,34 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
+def _secret_spans(text: str, secret: str) -> list[tuple[int, int]]:
+    """Merged (start, end) spans of `text` covered by pieces of `secret`."""
+    width = min(SECRET_PIECE, len(secret))
+    covered: list[tuple[int, int]] = []
+    # str.find per piece keeps this linear in the text (one C scan per piece of the key).
+    for piece in {secret[i : i + width] for i in range(len(secret) - width + 1)}:
+        start = text.find(piece)
+        while start != -1:
+            covered.append((start, start + width))
+            start = text.find(piece, start + 1)
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(covered):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` masked."""
-    return text.replace(secret, SCRUBBED) if secret else text
+    """`text` with the secret masked: every run of it `SECRET_PIECE` characters or longer."""
+    if not secret or not text:
+        return text
+    parts, last = [], 0
+    for start, end in _secret_spans(text, secret):
+        parts += [text[last:start], SCRUBBED]
+        last = end
+    return "".join([*parts, text[last:]])
 
 
 def _emit(log: Log, message: str) -> None:
@@ -146,6 +185,13 @@ def message_text(payload: Any) -> str:
     return str(content)
 
 
+def quiet_server_echoing_loggers() -> None:
+    """Warnings only from the HTTP libraries that log a server's words unmasked."""
+    for name in SERVER_ECHOING_LOGGERS:
+        log = logging.getLogger(name)
+        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+
+
 class _Attempt:
     """Outcome of one HTTP attempt: a result, or a retryable/final error description."""
 
@@ -165,6 +211,7 @@ class ChatClient:
         self.endpoint = endpoint
         # Read now so that a missing variable fails before any request is sent.
         self._api_key = endpoint.read_api_key()
+        quiet_server_echoing_loggers()
 
     def __repr__(self) -> str:  # never show the key
         return f"ChatClient({self.endpoint!r})"
@@ -246,12 +293,16 @@ class ChatClient:
 
     def _attempt(self, http: httpx.Client, body: dict) -> _Attempt:
         try:
-            response = http.post(self.url, json=body)
+            with http.stream("POST", self.url, json=body) as response:
+                return self._outcome(response)
         except httpx.TimeoutException:
             return _Attempt(retryable=True, error=f"timeout ({self.endpoint.timeout_s:g}s)")
         except httpx.TransportError as err:
             detail = scrub(str(err) or type(err).__name__, self._api_key)
             return _Attempt(retryable=True, error=f"connection error ({detail})")
+
+    def _outcome(self, response: httpx.Response) -> _Attempt:
+        """What one response means; its body, if read at all, read capped and masked."""
         status = response.status_code
         if status in RETRYABLE_STATUS:
             return _Attempt(
@@ -259,11 +310,38 @@ class ChatClient:
                 error=f"HTTP {status}",
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
+        limit = int(self.endpoint.max_response_bytes)
+        data, complete = read_capped(response, limit)
         if status >= 400:
             # Other client errors (bad request, auth, unknown model) will not heal on retry.
-            snippet = scrub(response.text[:200], self._api_key).strip()
+            # Masked first, cut after: a cut must never split the key into unmaskable halves.
+            text = scrub(decode_body(data, response), self._api_key).strip()
+            snippet = " ".join(text.split())[:ERROR_SNIPPET_CHARS]
             return _Attempt(error=f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}")
+        if not complete:
+            return _Attempt(error=f"response body over the limit of {limit} bytes "
+                                  "(max_response_bytes)")
         try:
-            return _Attempt(result=ChatResult(text=message_text(response.json()), error=None))
-        except ValueError as err:  # includes JSON decode errors
+            text = message_text(json.loads(data))
+        except (ValueError, RecursionError) as err:  # JSON decode errors, absurd nesting
             return _Attempt(error=scrub(str(err), self._api_key)[:300])
+        return _Attempt(result=ChatResult(text=scrub(text, self._api_key), error=None))
+
+
+def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """(up to `limit` bytes of the body, whether that was all of it)."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], False
+    return b"".join(chunks), True
+
+
+def decode_body(data: bytes, response: httpx.Response) -> str:
+    """A body's text in the charset it declares (UTF-8 if none or an unknown one)."""
+    try:
+        return data.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
