@@ -30,6 +30,10 @@ without the header), classInd `1 Name` (1-based), one name per line, or SSv2's l
 Every text file is read as UTF-8 (a BOM is dropped) with universal newlines (CRLF, LF or
 CR), and blank lines are skipped but still counted, so the line numbers in an
 `AnnotationError` are the ones an editor shows.
+
+Rows are split at whitespace, never matched with a regular expression, so reading is linear
+in the file whatever a line holds; a line over `MAX_LINE_CHARS` is an error naming it, and
+a JSON file over its size limit (zsar.limits) is refused before it is read.
 """
 
 from __future__ import annotations
@@ -42,12 +46,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zsar.limits import FileTooLarge, check_file_size, read_text_limited
+
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
 )
 # How many non-blank lines a sniff reads: enough to see a header and a few records, cheap
 # enough to run for every split at Snakefile parse time.
 SNIFF_LINES = 20
+# The longest real annotation line is a few hundred characters; this is far above it and far
+# below a line that would hold a whole file in memory.
+MAX_LINE_CHARS = 64 * 1024
+# How much of a file is read to see whether it starts like JSON.
+PEEK_CHARS = 4096
 
 
 class AnnotationError(ValueError):
@@ -104,13 +115,35 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline=None)
 
 
+def _bounded_lines(handle, path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, raw line) of a text handle; a line over MAX_LINE_CHARS is an error, found
+    without ever holding more of it than the limit."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(raw.rstrip("\n")) > MAX_LINE_CHARS:
+            raise _error(path, number, f"line longer than {MAX_LINE_CHARS} characters; "
+                                       "not an annotation or class-list file?")
+        yield number, raw
+
+
+def _reading_errors(path: Path, err: OSError | UnicodeDecodeError) -> AnnotationError:
+    if isinstance(err, UnicodeDecodeError):
+        return AnnotationError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})")
+    if isinstance(err, IsADirectoryError):
+        return AnnotationError(f"{path}: is a folder, expected a file")
+    if isinstance(err, FileNotFoundError):
+        return AnnotationError(f"{path}: no such file")
+    return AnnotationError(f"{path}: cannot read ({err.strerror or err})")
+
+
 def numbered_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, str]]:
     """(line number, stripped text) of the non-blank lines, at most `limit` of them."""
     path = Path(path)
     try:
         with _open_text(path) as handle:
             count = 0
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in _bounded_lines(handle, path):
                 text = raw.strip()
                 if not text:
                     continue
@@ -118,13 +151,20 @@ def numbered_lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, 
                 count += 1
                 if limit is not None and count >= limit:
                     return
-    except UnicodeDecodeError as err:
-        problem = f"not UTF-8 text ({err.reason} at byte {err.start})"
-        raise AnnotationError(f"{path}: {problem}") from None
-    except IsADirectoryError:
-        raise AnnotationError(f"{path}: is a folder, expected a file") from None
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _reading_errors(path, err) from None
+
+
+def first_char(path: Path) -> str:
+    """The first character of the file's text that is not whitespace ("" if none). Reads at
+    most PEEK_CHARS characters, so a JSON file on one long line is recognised without
+    reading it as lines."""
+    path = Path(path)
+    try:
+        with _open_text(path) as handle:
+            return handle.read(PEEK_CHARS).lstrip()[:1]
+    except (OSError, UnicodeDecodeError) as err:
+        raise _reading_errors(path, err) from None
 
 
 def head_lines(path: Path) -> list[tuple[int, str]]:
@@ -137,15 +177,65 @@ def _error(path: Path, number: int | None, message: str) -> AnnotationError:
 
 
 def _first_mismatch(
-    lines: list[tuple[int, str]], pattern: re.Pattern[str], expected: str
+    lines: list[tuple[int, str]], fits: Callable[[str], object], expected: str
 ) -> str | None:
-    """Sniff helper: None if every line matches, else the first line that does not."""
+    """Sniff helper: None if every line fits, else the first line that does not."""
     if not lines:
         return f"empty file, expected {expected}"
     for number, text in lines:
-        if not pattern.fullmatch(text):
+        if not fits(text):
             return f"line {number}: expected {expected}, got {text[:80]!r}"
     return None
+
+
+# --- Rows, split at whitespace (linear in the line, unlike a pattern that can backtrack) ---
+
+
+def is_integer(token: str) -> bool:
+    """An optional minus, then decimal digits."""
+    digits = token[1:] if token.startswith("-") else token
+    return digits.isdecimal()
+
+
+def path_label_row(text: str) -> tuple[str, str] | None:
+    """`path label`: (path, last token) where the last whitespace splits them, else None.
+    The path may hold whitespace itself; the label is an integer."""
+    parts = text.rsplit(None, 1)
+    return (parts[0], parts[1]) if len(parts) == 2 and is_integer(parts[1]) else None
+
+
+def hmdb_row(text: str) -> tuple[str, str] | None:
+    """`<video> <flag>` with flag 0, 1 or 2."""
+    row = path_label_row(text)
+    return row if row and row[1] in ("0", "1", "2") else None
+
+
+def classind_row(text: str) -> tuple[str, str] | None:
+    """classInd `1 ClassName`: (id, name)."""
+    parts = text.split(None, 1)
+    return (parts[0], parts[1]) if len(parts) == 2 and parts[0].isdecimal() else None
+
+
+def csv_header(text: str) -> bool:
+    return [p.strip().lower() for p in text.split(",")] == ["id", "name"]
+
+
+def csv_row(text: str) -> bool:
+    """`id,name`: an integer, then a comma."""
+    head, comma, _ = text.partition(",")
+    return bool(comma) and head.rstrip().isdecimal()
+
+
+def ucf_row(text: str) -> tuple[str, str | None] | None:
+    """`Class/v_Class_gXX_cYY.avi [label]`: (class folder, 1-based label or None)."""
+    parts = text.split()
+    if not 1 <= len(parts) <= 2 or (len(parts) == 2 and not parts[1].isdecimal()):
+        return None
+    folder, slash, file = parts[0].partition("/")
+    name = file.lower()
+    ok = (folder and slash and "/" not in file and name.startswith("v_")
+          and name.endswith(".avi") and len(name) > len("v_.avi"))
+    return (folder, parts[1] if len(parts) == 2 else None) if ok else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -192,11 +282,6 @@ def kinetics_display_name(name: str) -> str:
 # Class lists
 
 
-_CSV_HEADER = re.compile(r"id\s*,\s*name", re.IGNORECASE)
-_CSV_ROW = re.compile(r"\d+\s*,.*")
-_CLASSIND_ROW = re.compile(r"(\d+)\s+(\S.*)")
-
-
 def _classes_from_ids(
     path: Path, rows: list[tuple[int | None, int, str]], first_id: int
 ) -> list[str]:
@@ -216,7 +301,7 @@ def _classes_from_ids(
 
 def _read_csv_class_list(path: Path) -> list[str]:
     lines = list(numbered_lines(path))
-    if lines and _CSV_HEADER.fullmatch(lines[0][1]):
+    if lines and csv_header(lines[0][1]):
         lines = lines[1:]
     rows = []
     for number, text in lines:
@@ -230,10 +315,10 @@ def _read_csv_class_list(path: Path) -> list[str]:
 def _read_classind(path: Path) -> list[str]:
     rows = []
     for number, text in numbered_lines(path):
-        match = _CLASSIND_ROW.fullmatch(text)
-        if not match:
+        row = classind_row(text)
+        if not row:
             raise _error(path, number, f"expected classInd `1 ClassName`, got {text[:80]!r}")
-        rows.append((number, int(match.group(1)), strip_quotes(match.group(2))))
+        rows.append((number, int(row[0]), strip_quotes(row[1])))
     return _classes_from_ids(path, rows, first_id=1)
 
 
@@ -241,17 +326,23 @@ def _read_name_per_line(path: Path) -> list[str]:
     return [strip_quotes(text) for _, text in numbered_lines(path)]
 
 
-def _load_json(path: Path) -> Any:
-    """Parse a JSON file; a syntax error names the file and its line."""
+def _load_json(path: Path, kind: str) -> Any:
+    """Parse a JSON file (`kind` names its size limit); a syntax error names the file and
+    its line."""
     try:
-        with _open_text(path) as handle:
-            return json.load(handle)
+        return json.loads(read_text_limited(path, kind))
     except json.JSONDecodeError as err:
         raise _error(path, err.lineno, f"invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise _error(path, None, "invalid JSON: nested too deeply") from None
+    except FileTooLarge as err:
+        raise AnnotationError(str(err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _reading_errors(path, err) from None
 
 
 def _read_ssv2_labels_json(path: Path) -> list[str]:
-    data = _load_json(path)
+    data = _load_json(path, "label")
     if not isinstance(data, dict):
         raise _error(path, 1, "expected a JSON object {template: \"id\"}")
     rows = []
@@ -262,28 +353,43 @@ def _read_ssv2_labels_json(path: Path) -> list[str]:
     return _classes_from_ids(path, rows, first_id=0)
 
 
-# Class-list styles in detection order: (what a first line looks like, reader).
+# Line-based class-list styles in detection order: (what a first line looks like, reader).
+# A JSON class list (SSv2's labels.json) is recognised before any line is read.
 CLASS_LIST_STYLES: dict[str, tuple[Callable[[str], bool], Callable[[Path], list[str]]]] = {
-    "json": (lambda first: first.startswith("{"), _read_ssv2_labels_json),
-    "csv": (lambda first: bool(_CSV_HEADER.fullmatch(first) or _CSV_ROW.fullmatch(first)),
-            _read_csv_class_list),
-    "classind": (lambda first: bool(_CLASSIND_ROW.fullmatch(first)), _read_classind),
+    "csv": (lambda first: csv_header(first) or csv_row(first), _read_csv_class_list),
+    "classind": (lambda first: classind_row(first) is not None, _read_classind),
     "names": (lambda first: True, _read_name_per_line),
 }
+CLASS_LIST_READERS = {"json": _read_ssv2_labels_json,
+                      **{style: read for style, (_, read) in CLASS_LIST_STYLES.items()}}
+# Each line-based style's check of a row (`_check_class_list`).
+CLASS_LIST_ROWS: dict[str, Callable[[str], object]] = {"csv": csv_row, "classind": classind_row}
 
 
 def class_list_style(path: Path) -> str:
-    lines = head_lines(Path(path))
+    path = Path(path)
+    check_size(path, "label")
+    if first_char(path) == "{":
+        return "json"
+    lines = head_lines(path)
     if not lines:
-        raise _error(Path(path), None, "empty class list")
+        raise _error(path, None, "empty class list")
     first = lines[0][1]
     return next(style for style, (looks_like, _) in CLASS_LIST_STYLES.items() if looks_like(first))
+
+
+def check_size(path: Path, kind: str) -> None:
+    """The size limit of `kind` (zsar.limits) as an AnnotationError."""
+    try:
+        check_file_size(path, kind)
+    except FileTooLarge as err:
+        raise AnnotationError(str(err)) from None
 
 
 def read_class_list(path: str | Path) -> list[str]:
     """Raw class names in class-id order, from any of the class-list styles."""
     path = Path(path)
-    names = CLASS_LIST_STYLES[class_list_style(path)][1](path)
+    names = CLASS_LIST_READERS[class_list_style(path)](path)
     if not names:
         raise _error(path, None, "no classes")
     return names
@@ -303,21 +409,18 @@ def _class_index(classes: list[str], key: Callable[[str], str] = str) -> dict[st
 # The "path label" list (ViFi-CLIP and the demo)
 
 
-_LIST_ROW = re.compile(r"(\S.*?)\s+(-?\d+)")
-
-
 def sniff_list(path: Path) -> str | None:
-    return _first_mismatch(head_lines(path), _LIST_ROW, "`relative/path label`")
+    return _first_mismatch(head_lines(path), path_label_row, "`relative/path label`")
 
 
 def parse_list(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
     classes = read_class_list(_require_labels(labels, f"{path} (a `path label` list)"))
     videos = []
     for number, text in numbered_lines(path):
-        match = _LIST_ROW.fullmatch(text)
-        if not match:
+        row = path_label_row(text)
+        if not row:
             raise _error(path, number, f"expected `relative/path label`, got {text[:80]!r}")
-        video_id, class_id = match.group(1), int(match.group(2))
+        video_id, class_id = row[0], int(row[1])
         if not 0 <= class_id < len(classes):
             raise _error(
                 path, number, f"label {class_id} is outside 0..{len(classes) - 1} of {labels}"
@@ -335,11 +438,8 @@ LIST_FORMAT = Format(
 # UCF101 official: testlistNN.txt / trainlistNN.txt + classInd.txt
 
 
-_UCF_ROW = re.compile(r"(?P<cls>[^/\s]+)/(?P<file>v_[^/\s]+\.avi)(?:\s+(?P<label>\d+))?", re.I)
-
-
 def sniff_ucf_official(path: Path) -> str | None:
-    return _first_mismatch(head_lines(path), _UCF_ROW, "`Class/v_Class_gXX_cYY.avi [label]`")
+    return _first_mismatch(head_lines(path), ucf_row, "`Class/v_Class_gXX_cYY.avi [label]`")
 
 
 def parse_ucf_official(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
@@ -347,18 +447,17 @@ def parse_ucf_official(path: Path, labels: Path | None, split: int) -> SplitAnno
     exact, folded = _class_index(classes), _class_index(classes, str.lower)
     videos = []
     for number, text in numbered_lines(path):
-        match = _UCF_ROW.fullmatch(text)
-        if not match:
+        row = ucf_row(text)
+        if not row:
             raise _error(
                 path, number, f"expected `Class/v_Class_gXX_cYY.avi [label]`, got {text[:80]!r}"
             )
-        folder = match.group("cls")
+        folder, label = row
         # Folder and file disagree in case for some classes (HandstandPushups/v_HandStand...);
         # the folder is the class, as in classInd.txt.
         class_id = exact.get(folder, folded.get(folder.lower()))
         if class_id is None:
             raise _error(path, number, f"class folder {folder!r} is not in {labels}")
-        label = match.group("label")
         if label is not None and int(label) - 1 != class_id:
             raise _error(
                 path, number,
@@ -373,7 +472,6 @@ def parse_ucf_official(path: Path, labels: Path | None, split: int) -> SplitAnno
 
 
 _HMDB_FILE = re.compile(r"(?P<cls>.+)_test_split(?P<split>\d+)\.txt")
-_HMDB_ROW = re.compile(r"(\S.*?)\s+([012])")
 HMDB_TEST_FLAG = 2
 
 
@@ -392,7 +490,7 @@ def sniff_hmdb_official(path: Path) -> str | None:
     files = sorted(p for p in path.iterdir() if _HMDB_FILE.fullmatch(p.name))
     if not files:
         return "no `<class>_test_split<k>.txt` files in the folder"
-    problem = _first_mismatch(head_lines(files[0]), _HMDB_ROW, "`<video>.avi <flag 0|1|2>`")
+    problem = _first_mismatch(head_lines(files[0]), hmdb_row, "`<video>.avi <flag 0|1|2>`")
     return f"{files[0].name}: {problem}" if problem else None
 
 
@@ -412,13 +510,13 @@ def parse_hmdb_official(path: Path, labels: Path | None, split: int) -> SplitAnn
         if class_id is None:
             raise _error(file, None, f"class {folder!r} is not in {labels}")
         for number, text in numbered_lines(file):
-            match = _HMDB_ROW.fullmatch(text)
-            if not match:
+            row = hmdb_row(text)
+            if not row:
                 raise _error(
                     file, number, f"expected `<video>.avi <flag 0|1|2>`, got {text[:80]!r}"
                 )
-            if int(match.group(2)) == HMDB_TEST_FLAG:
-                videos.append(VideoEntry(f"{folder}/{match.group(1)}", classes[class_id], class_id))
+            if int(row[1]) == HMDB_TEST_FLAG:
+                videos.append(VideoEntry(f"{folder}/{row[0]}", classes[class_id], class_id))
     return SplitAnnotations(classes, videos, "official")
 
 
@@ -516,10 +614,11 @@ def parse_kinetics_csv(path: Path, labels: Path | None, split: int) -> SplitAnno
 
 
 def sniff_ssv2_json(path: Path) -> str | None:
-    lines = head_lines(path)
-    if not lines or not lines[0][1].startswith("["):
-        got = repr(lines[0][1][:80]) if lines else "an empty file"
-        return f"line {lines[0][0] if lines else 1}: expected a JSON list of videos, got {got}"
+    # The first character only: the list may be one long line.
+    first = first_char(path)
+    if first != "[":
+        return f"expected a JSON list of videos, got {first!r}" if first else (
+            "expected a JSON list of videos, got an empty file")
     return None
 
 
@@ -532,7 +631,7 @@ def parse_ssv2_json(path: Path, labels: Path | None, split: int) -> SplitAnnotat
     classes = read_class_list(_require_labels(labels, f"{path} (SSv2 validation JSON)"))
     exact = _class_index(classes, ssv2_template_key)
     folded = _class_index(classes, lambda n: ssv2_template_key(n).lower())
-    items = _load_json(path)
+    items = _load_json(path, "annotation")
     if not isinstance(items, list):
         raise _error(path, 1, "expected a JSON list of {id, label, template, placeholders}")
     videos = []
@@ -691,13 +790,13 @@ def detect_format(adapter: str, path: str | Path, fmt: str | None = None) -> str
 def _check_class_list(path: Path) -> None:
     """Cheap look at a class list: the style of its first line must hold for the next few."""
     style = class_list_style(path)
-    if style in ("json", "names"):
+    if style not in CLASS_LIST_ROWS:
         return
     lines = head_lines(path)
-    if style == "csv" and _CSV_HEADER.fullmatch(lines[0][1]):
+    if style == "csv" and csv_header(lines[0][1]):
         lines = lines[1:]
-    pattern = {"csv": _CSV_ROW, "classind": _CLASSIND_ROW}[style]
-    problem = _first_mismatch(lines, pattern, f"a {style} class list row") if lines else None
+    fits = CLASS_LIST_ROWS[style]
+    problem = _first_mismatch(lines, fits, f"a {style} class list row") if lines else None
     if problem:
         raise AnnotationError(f"{path}: {problem}")
 

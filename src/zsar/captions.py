@@ -51,6 +51,7 @@ from zsar.frames import (
     shard_columns,
 )
 from zsar.io import ParquetStreamWriter, failures_table, write_parquet
+from zsar.limits import check_file_size
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
 
@@ -717,6 +718,7 @@ def read_caption_file(path: str | Path, id_column: str = "video_id",
     if reader is None:
         known = ", ".join(sorted(CAPTION_FILE_READERS))
         raise ValueError(f"{path}: unsupported caption file type; use one of {known}")
+    check_file_size(path, "caption")  # a FileTooLarge is a ValueError naming the file
     mapping: dict[str, str] = {}
     for vid, caption in reader(path, id_column, caption_column):
         if vid in mapping:

@@ -76,6 +76,7 @@ from zsar.descriptors import (
     validate_descriptors,
 )
 from zsar.io import write_json
+from zsar.limits import FileTooLarge, check_file_size, read_bytes_limited
 from zsar.method import DESCRIPTOR_KINDS, HIERARCHY_SEPARATOR, descriptor_texts
 from zsar.provenance import config_hash, provenance
 
@@ -354,6 +355,10 @@ def read_label_classes(path: str | Path) -> LabelClasses:
         import pyarrow.parquet as pq
 
         try:
+            check_file_size(path, "label")
+        except FileTooLarge as err:
+            raise DescriptorFileError(str(err)) from None
+        try:
             table = pq.read_table(path)
         except Exception as err:  # noqa: BLE001 - any unreadable Parquet is the same user error
             raise DescriptorFileError(f"{path}: not a Parquet file ({err})") from None
@@ -591,7 +596,9 @@ def read_source(source: Source, classes: LabelClasses) -> MatchedSource:
     """Read, recognise and match one source file (the I/O edge of one source)."""
     path = Path(source.path)
     try:
-        data = path.read_bytes()
+        data = read_bytes_limited(path, "descriptor")
+    except FileTooLarge as err:
+        raise DescriptorFileError(str(err)) from None
     except OSError as err:
         raise DescriptorFileError(f"{path}: cannot read ({err.strerror or err})") from None
     parsed = parse_source_text(decode_text(data, str(path)), str(path), source.format,

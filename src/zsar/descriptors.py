@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import yaml
 
 from zsar.io import write_json
+from zsar.limits import load_yaml_limited, read_text_limited
 from zsar.method import DESCRIPTOR_KINDS, KINDS
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
@@ -474,13 +475,41 @@ def llm_backend(make_completer: Callable[[Mapping[str, Any], StageSettings], Com
 DOCUMENT_KEYS = frozenset({"llm", "prompt_version", "provenance", "classes", "summary"})
 
 
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> ValueError:
+    """A YAML error as one line naming the file and line (PyYAML's own spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return ValueError(f"{where}: cannot read it as YAML: {problem}")
+
+
+def read_curated_data(path: Path) -> Any:
+    """A curated file's content: a `.json` file parsed as JSON, any other as YAML whose
+    aliases stay within zsar.limits, after a size check; errors are one line naming the
+    file."""
+    text = read_text_limited(path, "descriptor")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+        except RecursionError:
+            raise ValueError(f"{path}: invalid JSON: nested too deeply") from None
+    try:
+        return load_yaml_limited(text)
+    except yaml.YAMLError as err:
+        raise _yaml_problem(path, err) from None
+    except RecursionError:
+        raise ValueError(f"{path}: cannot read it as YAML: nested too deeply") from None
+
+
 def load_curated(path: str | Path) -> tuple[str | None, dict[str, Any]]:
     """(version, class name -> entry) from a curated YAML or JSON file.
 
     Either a plain mapping of class names to {attributes, descriptions, hierarchy}, or
     {version: ..., classes: {...}}, which records which edition of the file was used.
     """
-    data = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
+    data = read_curated_data(Path(path))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of class names to descriptors")
     if "classes" in data and set(data) <= {"version", "classes"}:
