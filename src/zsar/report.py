@@ -147,6 +147,12 @@ def _figure(width: float, height: float):
     return fig
 
 
+def plain(text: Any) -> str:
+    """Text that matplotlib prints as written. Two `$` in a label start mathtext, which fails
+    on most names (`$\\foo$`) and changes the rest; an escaped `\\$` prints as `$`."""
+    return str(text).replace("$", r"\$")
+
+
 def save_figure(fig, path) -> None:
     """PNG, atomically, without the Software key (PNGs carry no date), so bytes are stable."""
     from zsar.io import atomic_path
@@ -166,11 +172,12 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], title: str):
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
+    shown = [plain(label) for label in labels]
+    ax.set_xticks(range(n), shown, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), shown, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plain(title), fontsize=10)
     if n <= 30:  # counts stay legible up to about this size
         for (i, j), count in np.ndenumerate(matrix):
             if count:
@@ -183,7 +190,7 @@ def plot_per_class(rows: list[tuple[str, float, int]], title: str, hidden: int =
     """Horizontal bars of top-1 accuracy per class, worst at the top."""
     fig = _figure(7.0, max(2.5, 0.26 * len(rows) + 1.2))
     ax = fig.add_subplot()
-    names = [f"{name} (n={count})" for name, _, count in rows]
+    names = [plain(f"{name} (n={count})") for name, _, count in rows]
     values = [100 * acc for _, acc, _ in rows]
     positions = np.arange(len(rows))[::-1]
     ax.barh(positions, values, color="#4C72B0")
@@ -192,7 +199,7 @@ def plot_per_class(rows: list[tuple[str, float, int]], title: str, hidden: int =
     ax.set_xlabel("top-1 accuracy (%)")
     if hidden:
         title += f"\n(worst and best {len(rows) // 2} classes; {hidden} in between not shown)"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plain(title), fontsize=10)
     for y, value in zip(positions, values, strict=True):
         ax.text(min(value + 1, 92), y, f"{value:.0f}", va="center", fontsize=7)
     return fig
@@ -230,16 +237,17 @@ def plot_ablation(records: Sequence[Mapping[str, Any]], dataset: str):
                      else 100 * rec["mean"][metric] for rec in shown]
             x = np.arange(len(runs)) + (b - (len(backbones) - 1) / 2) * width
             errors = error_bars(shown, metric)
-            ax.bar(x, means, width, yerr=errors, capsize=3, label=backbone)
+            ax.bar(x, means, width, yerr=errors, capsize=3, label=plain(backbone))
             above = np.zeros(len(runs)) if errors is None else errors[1]
             for xi, mean, up in zip(x, means, above, strict=True):
                 if not math.isnan(mean):  # the value above its error bar, not behind it
                     ax.text(xi, mean + up + 1, f"{mean:.1f}", ha="center", va="bottom",
                             fontsize=7)
-        ax.set_xticks(range(len(runs)), [labels[r] for r in runs], rotation=30, ha="right")
+        ax.set_xticks(range(len(runs)), [plain(labels[r]) for r in runs], rotation=30,
+                      ha="right")
         ax.set_ylabel(f"{name} accuracy (%)")
         ax.set_ylim(0, 105)
-        ax.set_title(f"{dataset}: {name}", fontsize=10)
+        ax.set_title(plain(f"{dataset}: {name}"), fontsize=10)
         if panel == 0:
             ax.legend(fontsize=8, title="backbone", title_fontsize=8)
     noun = "class" if fallbacks == 1 else "classes"
