@@ -116,6 +116,9 @@ def describe_error(error, label: str = "config") -> str:
         allowed = ", ".join(map(str, error.validator_value))
         return f"{label}: {where}: {error.instance!r} is not one of: {allowed}"
     message = error.message
+    if error.validator == "pattern" and "x-pattern-meaning" in error.schema:
+        # A schema may say what its pattern means; the pattern itself says little to a reader.
+        message = f"{error.instance!r} is not {error.schema['x-pattern-meaning']}"
     if error.validator == "oneOf":
         message = f"{error.instance!r} is not valid ({error.schema.get('description', '')})"
     return f"{label}: {where}: {message}"

@@ -268,6 +268,8 @@ def fetch_local_file(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
 def fetch_url(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     url = entry["url"]
     name = entry.get("filename") or Path(urlparse(url).path).name
+    if name in ("", ".", ".."):  # the schema checks `filename`; a URL's last part is checked here
+        raise FetchError(f"model '{entry['name']}': {url} names no file; set `filename`")
     download(url, folder / name, entry.get("sha256"))
     return {"url": url, "sha256": entry.get("sha256")}
 
