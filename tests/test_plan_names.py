@@ -10,16 +10,26 @@ import re
 import pytest
 from helpers.workflow import REPO, copy_workflow, snakemake
 
-from zsar.plan import SAMPLING_PATTERN, SHARD_PATTERN, sampling_name, shard_id
+from zsar.plan import (
+    SAMPLING_NAME_PARTS,
+    SAMPLING_PATTERN,
+    SHARD_PATTERN,
+    sampling_name,
+    shard_id,
+)
 
 
 @pytest.mark.parametrize(
-    "num_frames, short_side, quality, clips, crops",
-    list(itertools.product([1, 8, 16, 32], [224, 256, 340], [75, 90, 100], [1, 2, 3, 10], [1, 3])),
+    "rule, num_frames, short_side, quality, clips, crops",
+    list(itertools.product(SAMPLING_NAME_PARTS, [1, 8, 16, 32], [224, 256, 340], [75, 90, 100],
+                           [1, 2, 3, 10], [1, 3])),
 )
-def test_every_sampling_name_matches_the_wildcard(num_frames, short_side, quality, clips, crops):
+def test_every_sampling_name_matches_the_wildcard(rule, num_frames, short_side, quality, clips,
+                                                  crops):
     frames = {
         "num_frames": num_frames,
+        "sampling": rule,
+        "stride": 16,
         "short_side": short_side,
         "jpeg_quality": quality,
         "views": {"clips": clips, "crops": crops},
@@ -27,6 +37,23 @@ def test_every_sampling_name_matches_the_wildcard(num_frames, short_side, qualit
     name = sampling_name(frames)
     assert re.fullmatch(SAMPLING_PATTERN, name), name
     assert ("_c" in name) == (clips > 1)  # one clip keeps the old folder: nothing re-decoded
+    assert name.startswith(rule)
+
+
+def test_sampling_names_tell_every_setting_apart():
+    """Two frame settings that decode different frames never share a folder."""
+    settings = [
+        {"num_frames": n, "sampling": rule, "stride": stride, "short_side": 256,
+         "jpeg_quality": 90, "views": {"clips": clips}}
+        for rule, n, stride, clips in itertools.product(
+            SAMPLING_NAME_PARTS, [8, 16], [4, 16], [1, 3])
+        if rule == "stride" or stride == 16  # tsn reads no stride
+    ]  # fmt: skip
+    names = [sampling_name(f) for f in settings]
+    assert len(set(names)) == len(names)
+    assert sampling_name({"num_frames": 8, "short_side": 256, "jpeg_quality": 90}) == (
+        "tsn8_s256_q90"  # a config from before the choice of sampler keeps its folder
+    )
 
 
 @pytest.mark.parametrize("total", [1, 7, 32, 999, 1000, 4096])

@@ -208,6 +208,11 @@ def add_arguments(parser) -> None:
         help="config files, merged in order as --configfile merges them "
         "(default: config/config.yaml)",
     )
+    parser.add_argument(
+        "--check-reference", action="store_true",
+        help="instead, say which published numbers (reference_results) the planned run will "
+        "be set beside, and for each it will not, the protocol fields that differ",
+    )
 
 
 def run(args) -> int:
@@ -216,8 +221,29 @@ def run(args) -> int:
 
     try:
         config = load_config(args.configfiles)
+        if args.check_reference:
+            print("\n".join(check_reference(config)))
+            return 0
     except ConfigError as err:
         print(f"zsar config: error: {err}", file=sys.stderr)
         return 2
     sys.stdout.write(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return 0
+
+
+def check_reference(config: dict[str, Any], config_dir: str | os.PathLike = "config") -> list[str]:
+    """The reference preflight of a config (zsar.references.reference_preflight), the
+    class names read from the dataset's lists where they can be."""
+    from zsar.manifest import raw_class_names
+    from zsar.plan import resolve_run
+    from zsar.references import ReferenceFileError, load_references, reference_preflight
+
+    # Which captioner and LLM a run names changes no baseline: their demo stand-ins are
+    # not refused here (the run itself still refuses them on a benchmark).
+    plan = resolve_run({**config, "allow_demo_models": True}, config_dir)
+    try:
+        references = load_references(config["reference_results"])
+    except ReferenceFileError as err:
+        raise ConfigError(f"reference_results: {err}") from None
+    names = {name: raw_class_names(data) for name, data in plan.datasets.items()}
+    return reference_preflight(plan, config["frames"], references, names)

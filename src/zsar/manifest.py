@@ -442,6 +442,17 @@ def run_manifest_stage(
     return summary
 
 
+def raw_class_names(plan) -> list[str] | None:
+    """The raw class names of a DatasetPlan's lists, sorted, or None where they cannot be
+    read yet (a generated dataset, lists not there): for a check before any job."""
+    try:
+        _, classes, _ = _build(plan.adapter, plan.annotations, plan.labels, None, plan.format,
+                               plan.class_names)
+    except (OSError, ValueError):
+        return None
+    return sorted(set(classes.column("name").to_pylist()))
+
+
 def run_classes_stage(plan, classes_out: str, key: Mapping[str, Any]) -> str:
     """The classes rule: the class list of `plan` (a DatasetPlan), keyed on `key`, the
     plan's class_list_key() that the rule's params hold.

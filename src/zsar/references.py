@@ -87,10 +87,15 @@ def run_protocol(record: Mapping[str, Any]) -> dict[str, Any]:
     its chain, with the defaults of that time."""
     provenance = record["provenance"]
     chain = provenance["chain"]
-    dataset = chain.get("dataset") or {}
     made = provenance.get("protocol")
     if made is None:
         return _protocol_from_chain(chain)
+    return protocol_terms(chain.get("dataset") or {}, made)
+
+
+def protocol_terms(dataset: Mapping[str, Any], made: Mapping[str, Any]) -> dict[str, Any]:
+    """A protocol block (zsar.protocol's terms) and the dataset's lists, as the reference
+    file states a protocol."""
     frames, views = made.get("frames") or {}, made.get("views") or {}
     used = made.get("class_names")
     rules = [used, *(r for r in made.get("class_names_same_as") or [] if r != used)]
@@ -206,3 +211,60 @@ def load_references(path: str | os.PathLike | None) -> list[Reference]:
     if not isinstance(entries, list):
         raise ReferenceFileError(f"{path}: expected a `references:` list")
     return [_reference(e, f"{path}: references[{i}]") for i, e in enumerate(entries)]
+
+
+# --- the planned run: which published numbers it will be set beside -----------------------
+
+
+def planned_protocol(
+    plan, frames: Mapping[str, Any], dataset: str, backbone: str,
+    raw_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The protocol a planned run's baseline will be recorded under (before any job), in
+    the reference file's terms: the config's frames, the backbone's pooling, name prompt and
+    class-name rule; with the dataset's raw class names, every rule giving the same texts."""
+    from zsar.class_names import class_texts, rules_giving, texts_digest
+    from zsar.protocol import DEFAULT_POOLING, expected_protocol
+
+    entry = plan.registry["backbones"][backbone]
+    rule = plan.class_name_rule(dataset, backbone)
+    made = expected_protocol({
+        "frames": frames,
+        "backbone": {"pooling": entry.get("pooling", DEFAULT_POOLING),
+                     "name_prompt": plan.name_prompts[backbone].as_params(),
+                     "class_names": rule},
+    })  # fmt: skip
+    if raw_names:
+        digest = texts_digest(class_texts(rule, rule["adapter"], raw_names))
+        made["class_names_same_as"] = rules_giving(
+            digest, plan.class_rules, rule["adapter"], raw_names
+        )
+    data = plan.datasets[dataset]
+    return protocol_terms({"adapter": data.adapter, "splits": list(data.splits)}, made)
+
+
+def reference_preflight(
+    plan, frames: Mapping[str, Any], references: Sequence[Reference],
+    raw_names: Mapping[str, Sequence[str] | None],
+) -> list[str]:
+    """One line per published number of the run's datasets and backbones: set beside the
+    run's baseline (every protocol field agrees), or not, with each differing field."""
+    lines = []
+    for dataset in plan.datasets:
+        for backbone in plan.backbones:
+            mine = [r for r in references if r.backbone == backbone and r.dataset == dataset]
+            if not mine:
+                continue
+            ours = planned_protocol(plan, frames, dataset, backbone, raw_names.get(dataset))
+            for ref in mine:
+                differences = protocol_differences(ours, ref.protocol)
+                head = f"{dataset} x {backbone}: {ref.published()} ({ref.source})"
+                lines.append(
+                    f"{head}: NOT compared; " + "; ".join(differences) if differences
+                    else f"{head}: compared, every protocol field agrees"
+                )
+    if not lines:
+        lines.append("no published number is for a dataset and backbone of this run")
+    elif COMPARED_VARIANT not in plan.variants:
+        lines.append(f"(only a `{COMPARED_VARIANT}` run is compared, and this run has none)")
+    return lines

@@ -119,6 +119,12 @@ def compared(backbones: int) -> dict[str, int]:
     changed: one compare job and one page each."""
     return {"compare": backbones, "report_class_gains": backbones}
 
+# What an edit that decodes other frames re-runs: everything after the manifest.
+REDECODED = {"frames": 1, "caption_shard": 1, "gather_captions": 1, "embed_videos": 2,
+             "gather_video_embeddings": 2, "embed_captions": 2, "failures": 1, "score": 10,
+             "explain": 10, "report_class_plots": 2, "report_explanations": 2, **compared(2),
+             **REPORT}
+
 FRAMES = "results/demo/frames/tsn8_s256_q90/000-of-001.parquet"
 
 
@@ -265,12 +271,39 @@ CASES: tuple[Case, ...] = (
         "frames_per_video",
         "change `frames.num_frames`",
         _append("frames: {num_frames: 4}\n"),
-        {"frames": 1, "caption_shard": 1, "gather_captions": 1, "embed_videos": 2,
-         "gather_video_embeddings": 2, "embed_captions": 2, "failures": 1, "score": 10,
-         "explain": 10, "report_class_plots": 2, "report_explanations": 2, **compared(2),
-         **REPORT},
+        REDECODED,
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
+    ),
+    Case(
+        "temporal_clips",
+        "change the temporal views (`frames.views.clips`)",
+        _append("frames: {views: {clips: 3}}\n"),
+        REDECODED,
+        ("results/demo/embeddings/tiny-clip/videos.parquet",
+         "results/demo/embeddings/tiny-clip/videos.parquet"),
+    ),
+    Case(
+        "frame_sampler",
+        "sample frames at a stride (`frames.sampling: stride`)",
+        _append("frames: {sampling: stride, stride: 2}\n"),
+        REDECODED,
+        ("results/demo/embeddings/tiny-clip/videos.parquet",
+         "results/demo/embeddings/tiny-clip/videos.parquet"),
+    ),
+    Case(
+        "stride_under_tsn",
+        "change `frames.stride` while sampling TSN (which reads no stride)",
+        _append("frames: {stride: 4}\n"),
+        {},
+    ),
+    Case(
+        "class_name_rule",
+        "change one backbone's class-name spelling (tiny-clip-b's `class_names`)",
+        _replace("config/models.yaml", "preprocess: {interpolation: bicubic}",
+                 "preprocess: {interpolation: bicubic}\n    class_names: spaced"),
+        {"embed_class_names": 1, "score": 5, "explain": 5, "report_class_plots": 1,
+         "report_explanations": 1, **compared(1), **REPORT},
     ),
     Case(
         "new_data_root",

@@ -111,15 +111,21 @@ def pooling_of(backbone):
     return registry_entry("backbones", backbone).get("pooling", DEFAULT_POOLING)
 
 
+def frames_settings():
+    """The frames config as the jobs' keys hold it: TSN reads no stride, and its settings
+    keep the keys they had before there was a choice of sampler, so a stride edit (or an
+    upgrade) under TSN re-runs nothing."""
+    frames = dict(config["frames"])
+    if frames["sampling"] == "tsn":
+        del frames["stride"], frames["sampling"]
+    return frames
+
+
 def frames_params():
     """What the frames stage decodes: the frame settings and the temporal clips (each clip
     num_frames more frames); the spatial crops are cut at the embedding stage, so changing
     them decodes nothing again."""
-    frames = {k: v for k, v in config["frames"].items() if k != "views"}
-    if frames["sampling"] == "tsn":
-        # TSN reads no stride, and its frames keep the key they had before there was a
-        # choice of sampler: a stride edit (or an upgrade) decodes nothing again.
-        del frames["stride"], frames["sampling"]
+    frames = {k: v for k, v in frames_settings().items() if k != "views"}
     return {**frames, "clips": config["frames"]["views"]["clips"]}
 
 
@@ -316,7 +322,7 @@ def scoring_chain(wildcards):
     variant = variant_of(wildcards)
     chain = {
         "dataset": {"name": wildcards.dataset, **classes_key(wildcards)},
-        "frames": {**config["frames"], "code": code("frames")},
+        "frames": {**frames_settings(), "code": code("frames")},
         "backbone": {
             **model_key("backbones", wildcards.backbone),
             "name_prompt": name_prompt(wildcards),
