@@ -32,7 +32,7 @@ def nl(request) -> str:
 
 def test_registry_has_every_benchmark_adapter():
     assert set(adapters.ADAPTERS) == {
-        "ucf101", "hmdb51", "kinetics", "k600_zs", "ssv2", "folder", "demo"
+        "ucf101", "hmdb51", "kinetics", "k600_zs", "k600_open_vclip", "ssv2", "folder", "demo"
     }
     for name, adapter in adapters.ADAPTERS.items():
         assert adapter.name == name
@@ -264,7 +264,8 @@ def test_hmdb51_official_keeps_flag_2(tmp_path, nl):
     check_annotations("hmdb51", folder)
     split1 = read_split("hmdb51", folder, None, split=1)
     assert split1.format == "official"
-    assert split1.classes == ["brush_hair", "cartwheel"]
+    # The label files' spelling (ViFi-CLIP's and Open-VCLIP's), not the file names'.
+    assert split1.classes == ["brush hair", "cartwheel"]
     assert [(v.video_id, v.class_id) for v in split1.videos] == [
         ("brush_hair/b_brush_hair_0.avi", 0),
         ("cartwheel/d_cartwheel_1.avi", 1),
@@ -452,3 +453,41 @@ def test_folder_adapter_rejects_a_file(tmp_path):
     path = write_lines(tmp_path / "list.txt", ["a.mp4 0"])
     with pytest.raises(AnnotationError, match="expected a folder with one subfolder per class"):
         check_annotations("folder", path)
+
+
+# ---------------------------------------------------------------------------------------
+# Open-VCLIP's K600 zero-shot lists (zs_label_db/k600_split{k}/): lines as its test.csv
+# writes them, labels into its index2cls JSON
+
+
+@pytest.mark.parametrize("nl", ["\n", "\r\n"])
+def test_open_vclip_k600_lists_read_with_their_index2cls(tmp_path, nl):
+    csv_path, labels = tmp_path / "test.csv", tmp_path / "k600-openset-index2cls.json"
+    write_lines(csv_path, ["val/acting_in_play/L9GxK3fD-1w_000056_000066.mp4,0",
+                           "val/arguing/a,b_000001_000011.mp4,1"], nl)
+    labels.write_text('{"0": "acting in play", "1": "arguing"}')
+    check_annotations("k600_open_vclip", csv_path, labels)
+    split = read_split("k600_open_vclip", csv_path, labels, split=1)
+    assert split.format == "open_vclip"
+    assert split.classes == ["acting in play", "arguing"]
+    assert [(v.video_id, v.label) for v in split.videos] == [
+        ("val/acting_in_play/L9GxK3fD-1w_000056_000066.mp4", "acting in play"),
+        ("val/arguing/a,b_000001_000011.mp4", "arguing"),  # split at the last comma
+    ]
+
+
+def test_an_open_vclip_label_outside_its_classes_names_the_line(tmp_path):
+    csv_path, labels = tmp_path / "test.csv", tmp_path / "index2cls.json"
+    write_lines(csv_path, ["val/x/a.mp4,0", "val/x/b.mp4,7"], "\n")
+    labels.write_text('{"0": "x"}')
+    with pytest.raises(AnnotationError, match=r"test.csv:2: label 7 is outside 0..0"):
+        read_split("k600_open_vclip", csv_path, labels)
+
+
+def test_an_index2cls_json_and_ssv2_labels_json_read_alike(tmp_path):
+    by_index, by_name = tmp_path / "index2cls.json", tmp_path / "labels.json"
+    by_index.write_text('{"1": "Apply Lipstick", "0": "Apply Eye Makeup"}')
+    by_name.write_text('{"Apply Lipstick": "1", "Apply Eye Makeup": "0"}')
+    assert read_class_list(by_index) == read_class_list(by_name) == [
+        "Apply Eye Makeup", "Apply Lipstick"
+    ]

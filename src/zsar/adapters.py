@@ -341,12 +341,18 @@ def _load_json(path: Path, kind: str) -> Any:
         raise _reading_errors(path, err) from None
 
 
-def _read_ssv2_labels_json(path: Path) -> list[str]:
+def _read_json_class_list(path: Path) -> list[str]:
+    """SSv2's labels.json ({template: "id"}) or Open-VCLIP's index2cls ({"id": name}: every
+    key an integer, every value a name)."""
     data = _load_json(path, "label")
     if not isinstance(data, dict):
-        raise _error(path, 1, "expected a JSON object {template: \"id\"}")
+        raise _error(path, 1, "expected a JSON object {name: \"id\"} or {\"id\": name}")
+    by_index = bool(data) and all(
+        str(k).isdecimal() and isinstance(v, str) and not v.isdecimal() for k, v in data.items()
+    )
     rows = []
-    for name, class_id in data.items():
+    for key, value in data.items():
+        name, class_id = (value, key) if by_index else (key, value)
         if not str(class_id).strip().isdigit():
             raise _error(path, None, f"class {name!r}: id {class_id!r} is not an integer")
         rows.append((None, int(class_id), name))
@@ -360,7 +366,7 @@ CLASS_LIST_STYLES: dict[str, tuple[Callable[[str], bool], Callable[[Path], list[
     "classind": (lambda first: classind_row(first) is not None, _read_classind),
     "names": (lambda first: True, _read_name_per_line),
 }
-CLASS_LIST_READERS = {"json": _read_ssv2_labels_json,
+CLASS_LIST_READERS = {"json": _read_json_class_list,
                       **{style: read for style, (_, read) in CLASS_LIST_STYLES.items()}}
 # Each line-based style's check of a row (`_check_class_list`).
 CLASS_LIST_ROWS: dict[str, Callable[[str], object]] = {"csv": csv_row, "classind": classind_row}
@@ -413,24 +419,58 @@ def sniff_list(path: Path) -> str | None:
     return _first_mismatch(head_lines(path), path_label_row, "`relative/path label`")
 
 
-def parse_list(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
-    classes = read_class_list(_require_labels(labels, f"{path} (a `path label` list)"))
+def _labelled_rows(
+    path: Path, labels: Path | None, row_of: Callable[[str], tuple[str, str] | None],
+    shape: str, fmt: str,
+) -> SplitAnnotations:
+    """A list of (relative path, 0-based label) rows read by `row_of`, into a class list."""
+    classes = read_class_list(_require_labels(labels, f"{path} (a `{shape}` list)"))
     videos = []
     for number, text in numbered_lines(path):
-        row = path_label_row(text)
+        row = row_of(text)
         if not row:
-            raise _error(path, number, f"expected `relative/path label`, got {text[:80]!r}")
+            raise _error(path, number, f"expected `{shape}`, got {text[:80]!r}")
         video_id, class_id = row[0], int(row[1])
         if not 0 <= class_id < len(classes):
             raise _error(
                 path, number, f"label {class_id} is outside 0..{len(classes) - 1} of {labels}"
             )
         videos.append(VideoEntry(video_id, classes[class_id], class_id, number))
-    return SplitAnnotations(classes, videos, "list")
+    return SplitAnnotations(classes, videos, fmt)
+
+
+def parse_list(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
+    return _labelled_rows(path, labels, path_label_row, "relative/path label", "list")
 
 
 LIST_FORMAT = Format(
     "`relative/path label` lines (0-based) + a class list", sniff_list, parse_list
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Open-VCLIP's lists (zs_label_db/*/test.csv): `relative/path,label`, labels 0-based into an
+# index2cls JSON ({"0": "acting in play", ...}); wengzejia1/Open-VCLIP @ 047a817
+
+
+def path_comma_label_row(text: str) -> tuple[str, str] | None:
+    """`path,label`: split at the last comma (a path may hold commas)."""
+    path, comma, label = (part.strip() for part in text.rpartition(","))
+    return (path, label) if comma and path and is_integer(label) else None
+
+
+def sniff_comma_list(path: Path) -> str | None:
+    return _first_mismatch(head_lines(path), path_comma_label_row, "`relative/path,label`")
+
+
+def parse_comma_list(path: Path, labels: Path | None, split: int) -> SplitAnnotations:
+    return _labelled_rows(path, labels, path_comma_label_row, "relative/path,label",
+                          "open_vclip")
+
+
+OPEN_VCLIP_FORMAT = Format(
+    "Open-VCLIP's `relative/path,label` test.csv (0-based) + its index2cls JSON",
+    sniff_comma_list, parse_comma_list,
 )
 
 
@@ -501,7 +541,9 @@ def parse_hmdb_official(path: Path, labels: Path | None, split: int) -> SplitAnn
     if labels is not None:
         classes = read_class_list(labels)
     else:
-        classes = sorted(cls for cls, _ in files)
+        # Named as the label files spell them ("brush hair", ViFi-CLIP's and Open-VCLIP's),
+        # not as the file names do (brush_hair): one class, one text, whatever the lists.
+        classes = sorted(cls.replace("_", " ") for cls, _ in files)
     # ViFi-CLIP's CSV says "brush hair" where the file names say "brush_hair".
     by_words = _class_index(classes, words_display_name)
     videos = []
@@ -723,6 +765,11 @@ ADAPTERS: dict[str, Adapter] = {
         kinetics_display_name,
     ),
     "k600_zs": Adapter("k600_zs", {"list": LIST_FORMAT}, kinetics_display_name),
+    # Open-VCLIP's K600 zero-shot lists: the K600 validation videos of each split's 160
+    # classes (FROSTER's frozen-CLIP numbers), not ViFi-CLIP's (k600_zs).
+    "k600_open_vclip": Adapter(
+        "k600_open_vclip", {"open_vclip": OPEN_VCLIP_FORMAT}, kinetics_display_name
+    ),
     "ssv2": Adapter(
         "ssv2",
         {
