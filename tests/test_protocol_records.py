@@ -6,6 +6,7 @@ with a published protocol."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -302,3 +303,33 @@ def test_every_record_of_a_multi_view_stride_run_states_what_its_embeddings_were
         assert made["frames"] == sampled and made["views"] == {"clips": 3, "crops": 3}, path
     settings = (workdir / "results" / "tables" / "results.md").read_text()
     assert "4 per view (at stride 2 from each clip's offset, Open-VCLIP's), views 3x3" in settings
+
+
+def test_the_readmes_preflight_command_as_typed(tmp_path):
+    """The README's `zsar config --check-reference` command, continued lines joined, with
+    its data root pointed at one holding the real UCF101 lists."""
+    if not (LISTS / "vificlip-splits").is_dir():
+        pytest.skip(f"needs the real benchmark lists in {LISTS}")
+    import re
+    import shlex
+    import subprocess
+
+    readme = (REPO / "README.md").read_text()
+    (typed,) = [
+        line for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+        for line in re.sub(r"\\\n\s*", "", block).splitlines()
+        if line.startswith("zsar config --check-reference")
+    ]  # fmt: skip
+    root = tmp_path / "data" / "ucf101"
+    (root / "videos").mkdir(parents=True)
+    for split in (1, 2, 3):
+        shutil.copy(LISTS / "vificlip-splits" / f"ucf_splits_val{split}.txt", root)
+    shutil.copy(LISTS / "vificlip-labels" / "ucf_101_labels.csv", root)
+    argv = [a.replace("data_root=/data", f"data_root={tmp_path / 'data'}")
+            for a in shlex.split(typed)]
+    zsar = Path(sys.executable).with_name("zsar")
+    done = subprocess.run([str(zsar), *argv[1:]], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ucf101 x vificlip-vit-b-16-k400: 76.8 ± 0.7")
+    assert "compared, every protocol field agrees" in done.stdout

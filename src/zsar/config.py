@@ -209,6 +209,11 @@ def add_arguments(parser) -> None:
         "(default: config/config.yaml)",
     )
     parser.add_argument(
+        "--config", nargs="+", default=[], metavar="KEY=VALUE",
+        help="top-level values over the files, as snakemake --config sets them "
+        "(data_root=/data); each VALUE is read as YAML",
+    )
+    parser.add_argument(
         "--check-reference", action="store_true",
         help="instead, say which published numbers (reference_results) the planned run will "
         "be set beside, and for each it will not, the protocol fields that differ",
@@ -220,7 +225,7 @@ def run(args) -> int:
     import sys
 
     try:
-        config = load_config(args.configfiles)
+        config = load_config(args.configfiles, command_line_values(args.config))
         if args.check_reference:
             print("\n".join(check_reference(config)))
             return 0
@@ -229,6 +234,20 @@ def run(args) -> int:
         return 2
     sys.stdout.write(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return 0
+
+
+def command_line_values(pairs: Iterable[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs as a mapping, each value read as YAML (as Snakemake reads them)."""
+    values = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ConfigError(f"--config {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--config {key}: {err}") from None
+    return values
 
 
 def check_reference(config: dict[str, Any], config_dir: str | os.PathLike = "config") -> list[str]:
