@@ -3,6 +3,7 @@ tiny models built once per session (helpers live in tests/helpers)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,22 @@ def env_offline(monkeypatch):
     """Tests never reach a model hub: fail fast instead of waiting on the network."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def debug_log(tmp_path):
+    """Everything every logger says (httpx and httpcore included, at DEBUG) into
+    tmp_path/run.log, for tests that look for what must never be logged."""
+    path = tmp_path / "run.log"
+    handler = logging.FileHandler(path)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield path
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    handler.close()
 
 
 @pytest.fixture(scope="session")

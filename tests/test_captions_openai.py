@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -74,21 +73,6 @@ def entry(server: ScriptedChatServer) -> dict:
     return {"name": "test-endpoint", "backend": "openai", "base_url": server.base_url,
             "model": "served-vlm", "api_key_env": KEY_ENV, "concurrency": 4,
             "timeout_s": 0.3, "max_retries": 2, "backoff_s": 0.01}
-
-
-@pytest.fixture
-def debug_log(tmp_path):
-    """Everything every logger says (httpx and httpcore included, at DEBUG) into a file."""
-    path = tmp_path / "run.log"
-    handler = logging.FileHandler(path)
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield path
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-    handler.close()
 
 
 def test_openai_backend_retries_records_failures_and_never_leaks_the_key(

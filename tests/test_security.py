@@ -4,15 +4,19 @@
   pickle-based checkpoint must never be able to run code.
 - `trust_remote_code` is only ever passed a value read from a registry entry (or a literal
   False): code from a model repository runs only when the registry says so.
+- Nothing turns data into code: no eval or exec, no pickle or marshal loads, no YAML loader
+  that builds Python objects, no shell (`shell=True`, os.system). SECURITY.md lists these
+  promises with the test behind each.
 
 That an API key appears in no log, output or report file is checked on a real run with an
-openai backend, in test_flaky_endpoints.py.
+openai backend, in test_flaky_endpoints.py, and stage by stage in test_hostile_inputs.py.
 """
 
 from __future__ import annotations
 
 import ast
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,14 +74,18 @@ def is_true(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is True
 
 
-def torch_load_findings(source: str, path: str) -> list[Finding]:
+def named_calls(source: str) -> Iterator[tuple[ast.Call, str | None]]:
+    """Every call in the source with the dotted name it calls, import aliases resolved."""
     tree = ast.parse(source)
     aliases = import_aliases(tree)
-    findings = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = dotted_name(node.func, aliases)
+        if isinstance(node, ast.Call):
+            yield node, dotted_name(node.func, aliases)
+
+
+def torch_load_findings(source: str, path: str) -> list[Finding]:
+    findings = []
+    for node, name in named_calls(source):
         if name not in TORCH_LOADERS:
             continue
         keywords = {k.arg: k.value for k in node.keywords}
@@ -194,6 +202,30 @@ def remote_code_findings(source: str, path: str) -> list[Finding]:
     return findings
 
 
+# ---------------------------------------------------------------- data never becomes code
+
+# Calls that run or unpickle what they are given (dotted names, aliases resolved).
+CODE_FROM_DATA = frozenset({
+    "eval", "exec", "pickle.load", "pickle.loads", "marshal.load", "marshal.loads",
+    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all",
+    "os.system", "os.popen",
+})
+
+
+def code_from_data_findings(source: str, path: str) -> list[Finding]:
+    findings = []
+    for node, name in named_calls(source):
+        if name in CODE_FROM_DATA:
+            findings.append(Finding(path, node.lineno, f"{name}()"))
+        if any(k.arg == "shell" and not _is_false(k.value) for k in node.keywords):
+            findings.append(Finding(path, node.lineno, "shell= other than False"))
+    return findings
+
+
+def _is_false(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
 # ---------------------------------------------------------------- the checks on zsar
 
 
@@ -222,6 +254,28 @@ def test_trust_remote_code_comes_only_from_registry_entries():
         passes += source.count("trust_remote_code=")
     assert passes > 0, "expected trust_remote_code to be passed somewhere (captions, llms)"
     assert not findings, "\n".join(map(str, findings))
+
+
+def test_no_code_runs_from_data():
+    findings = []
+    for path in python_files():
+        findings += code_from_data_findings(path.read_text(), path.relative_to(REPO).as_posix())
+    assert not findings, "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize("source", [
+    "x = eval(text)", "import pickle\npickle.loads(b)", "from pickle import load\nload(f)",
+    "import yaml\nyaml.load(t, Loader=yaml.Loader)", "import yaml as y\ny.unsafe_load(t)",
+    "import subprocess\nsubprocess.run(cmd, shell=True)", "import os\nos.system(cmd)",
+])
+def test_the_code_from_data_checker_flags_each_kind(source):
+    assert len(code_from_data_findings(source, "x.py")) == 1, source
+
+
+def test_the_code_from_data_checker_passes_safe_calls():
+    source = ("import yaml, subprocess\nyaml.safe_load(t)\nmodel.eval()\n"
+              "subprocess.run(['ls'], shell=False)\nsubprocess.run(['ls'])\n")
+    assert code_from_data_findings(source, "x.py") == []
 
 
 def test_rule_files_neither_unpickle_nor_trust_remote_code():

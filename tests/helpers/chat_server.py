@@ -19,7 +19,8 @@ class ScriptedChatServer:
     """A chat-completions server whose answers follow a script, recording every request.
 
     `script(body, attempt)` returns an action for the attempt-th request (0-based) of the
-    conversation `key(body)`: {"status", "json"|"text", "headers", "delay"}. With
+    conversation `key(body)`: {"status", "json"|"text", "headers", "delay", "reason"} (the
+    reason phrase of the status line). With
     `api_key`, a request without `Authorization: Bearer <api_key>` gets a 401 and never
     reaches the script.
     """
@@ -74,7 +75,7 @@ class ScriptedChatServer:
             def _reply(self, action: dict) -> None:
                 payload = (json.dumps(action["json"]) if "json" in action
                            else action.get("text", "")).encode()
-                self.send_response(action["status"])
+                self.send_response(action["status"], action.get("reason"))
                 for name, value in action.get("headers", {}).items():
                     self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
