@@ -461,6 +461,7 @@ def _preflight(data_root: Path) -> tuple[str, list[str]]:
         [ROOT / "config/config.yaml"],
         {
             "datasets": ["looped"],
+            "models": str(ROOT / "config/models.yaml"),
             "data_root": str(data_root),
             "allow_demo_models": True,
             "dataset_specs": {"looped": spec},
