@@ -343,7 +343,7 @@ def test_a_decode_that_hangs_in_native_code_costs_its_video_not_the_job(tmp_path
 
     started = time.monotonic()
     counts = run_frames_stage(
-        tmp_path / "manifest.parquet", out, fails, "000-of-001", num_frames=4, short_side=32,
+        tmp_path / "manifest.parquet", out, fails, "000-of-001", sampling=4, short_side=32,
         jpeg_quality=85, workers=2, timeout_s=8, decode_fn=native_hanging_decode,
     )  # fmt: skip
 

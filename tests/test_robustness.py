@@ -432,7 +432,7 @@ def test_a_partly_corrupt_video_decodes_the_same_every_time(corpus):
     good = str(root / "videos/odd/one_frame.mp4")
     seen = set()
     for _ in range(8):
-        result = decode_video("corrupt", path, num_frames=8, short_side=64)
+        result = decode_video("corrupt", path, sampling=8, short_side=64)
         seen.add((result.ok, result.num_source_frames, tuple(result.frame_indices)))
-        decode_video("good", good, num_frames=8, short_side=64)  # as a pool worker would
+        decode_video("good", good, sampling=8, short_side=64)  # as a pool worker would
     assert len(seen) == 1, seen
