@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from zsar.frames import decode_jpegs
 from zsar.io import ParquetStreamWriter, read_provenance
+from zsar.protocol import DEFAULT_POOLING  # also the workflow's, via this module
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ POOLINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "normalise_then_mean": lambda frames: _unit(frames).mean(axis=-2),
     "mean_then_normalise": lambda frames: _unit(frames.mean(axis=-2)),
 }
-DEFAULT_POOLING = "normalise_then_mean"
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# A backbone entry without `pooling` pools as zsar.embed.DEFAULT_POOLING does; kept here
-# as a name, not imported, so that this module stays free of numpy.
+# How a backbone entry without `pooling` pools its frames (zsar.embed.POOLINGS); defined
+# here, the lightest module that needs it, and imported by zsar.embed and zsar.references.
 DEFAULT_POOLING = "normalise_then_mean"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from zsar.protocol import sampling_label
+from zsar.protocol import DEFAULT_POOLING, sampling_label
 
 # The protocol fields, in the order a mismatch is told, with what each means in words.
 PROTOCOL_FIELDS = {
@@ -122,7 +122,7 @@ def _protocol_from_chain(chain: Mapping[str, Any]) -> dict[str, Any]:
         "frames": frames.get("num_frames"),
         "sampling": frames.get("sampling", FRAME_SAMPLING),
         "views": views_label(frames),
-        "pooling": backbone.get("pooling", "normalise_then_mean"),
+        "pooling": backbone.get("pooling", DEFAULT_POOLING),
     }
 
 
