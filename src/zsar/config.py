@@ -87,9 +87,27 @@ def _validator_class():
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
+                elif name in instance and subschema.get("type") == "boolean":
+                    instance[name] = boolean_as_typed(instance[name])
         yield from check_properties(validator, properties, instance, schema)
 
     return validators.extend(Draft202012Validator, {"properties": properties_with_defaults})
+
+
+# `snakemake --config allow_demo_models=true` hands the value over as the string 'true'
+# (Snakemake's own parser knows only `True`/`False`); a boolean key takes the spellings
+# people type. Anything else is left as it is, for the schema to refuse with its name.
+BOOLEAN_SPELLINGS = {
+    "true": True, "yes": True, "on": True, "1": True,
+    "false": False, "no": False, "off": False, "0": False,
+}
+
+
+def boolean_as_typed(value: Any) -> Any:
+    """`value` as a boolean when it is a string spelling one (any case), else unchanged."""
+    if isinstance(value, str):
+        return BOOLEAN_SPELLINGS.get(value.strip().lower(), value)
+    return value
 
 
 def _key(path: Iterable[Any]) -> str:
@@ -119,6 +137,8 @@ def describe_error(error, label: str = "config") -> str:
     if error.validator == "pattern" and "x-pattern-meaning" in error.schema:
         # A schema may say what its pattern means; the pattern itself says little to a reader.
         message = f"{error.instance!r} is not {error.schema['x-pattern-meaning']}"
+    if error.validator == "type" and error.validator_value == "boolean":
+        message = f"{error.instance!r} is not a boolean: write true or false (or yes, no)"
     if error.validator == "oneOf":
         message = f"{error.instance!r} is not valid ({error.schema.get('description', '')})"
     return f"{label}: {where}: {message}"
