@@ -214,5 +214,13 @@ def test_fetch_model_rule(tmp_path, served):
     bad = snakemake(workdir, "-c1", *config, "--", f"{resources}/models/served-bad/{READY_FILE}")
     assert bad.returncode != 0
     assert _files(resources / "models" / "served-bad") == []
-    log = (workdir / "results" / "logs" / "fetch_model" / "served-bad.log").read_text()
+    log_path = workdir / "results" / "logs" / "fetch_model" / "served-bad.log"
+    log = log_path.read_text()
     assert "sha256" in log and GOOD_SHA in log
+    # The console (the profile prints a failed job's log) gets the one line and the log's
+    # path; the traceback is kept beside the log, which the line names.
+    console = bad.stdout + bad.stderr
+    assert "Traceback" not in console and "Traceback" not in log
+    assert "results/logs/fetch_model/served-bad.log" in console
+    assert f"(traceback: {log_path.relative_to(workdir)}.traceback)" in log
+    assert "ChecksumError" in Path(f"{log_path}.traceback").read_text()

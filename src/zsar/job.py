@@ -10,9 +10,12 @@ only hang or, worse, pull a different revision.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import traceback
+from collections.abc import Iterator
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO lines are one per request or per file: noise in a job's log.
@@ -52,3 +55,22 @@ def job_backbone(smk):
     block = provenance({"backbone": smk.params.backbone}, model=entry["name"],
                        extra={"code_version": smk.params.code})
     return backbone, block
+
+
+@contextlib.contextmanager
+def one_line_failure(smk, *expected: type[BaseException]) -> Iterator[None]:
+    """A failure of a kind in `expected` ends the job with its message as the log's last line.
+
+    The default profile prints a failed job's log on the console (show-failed-logs), so a
+    traceback there buries the one line that says what to do (e.g. a fetch without
+    internet: ~90 lines per model). The traceback goes to `<log>.traceback` instead, which
+    the line names; any other exception still fails with its full traceback in the log.
+    """
+    try:
+        yield
+    except expected as err:
+        details = f"{smk.log[0]}.traceback"
+        with open(details, "w") as out:
+            traceback.print_exception(err, file=out)
+        logging.getLogger("zsar").error("%s (traceback: %s)", err, details)
+        sys.exit(1)

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from zsar.job import model_entry, start_job
+from zsar.fetch import FetchError
+from zsar.job import model_entry, one_line_failure, start_job
 
 
 def main(smk) -> None:
@@ -18,4 +19,5 @@ def main(smk) -> None:
 if __name__ == "__main__":
     # The one job that downloads: it runs where there is internet (a login node).
     start_job(snakemake, hub_offline=False)
-    main(snakemake)
+    with one_line_failure(snakemake, FetchError):
+        main(snakemake)
