@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from zsar.checkout import add_workdir_argument, user_paths_then_workdir
+
 SCHEMA_FILE = "schemas/config.schema.yaml"
 
 
@@ -233,6 +235,7 @@ def add_arguments(parser) -> None:
         help="top-level values over the files, as snakemake --config sets them "
         "(data_root=/data); each VALUE is read as YAML",
     )
+    add_workdir_argument(parser)
     parser.add_argument(
         "--check-reference", action="store_true",
         help="instead, say which published numbers (reference_results) the planned run will "
@@ -245,11 +248,12 @@ def run(args) -> int:
     import sys
 
     try:
-        config = load_config(args.configfiles, command_line_values(args.config))
+        files = user_paths_then_workdir(args.configfiles, args.workdir)
+        config = load_config(files, command_line_values(args.config))
         if args.check_reference:
             print("\n".join(check_reference(config)))
             return 0
-    except ConfigError as err:
+    except (ConfigError, OSError) as err:
         print(f"zsar config: error: {err}", file=sys.stderr)
         return 2
     sys.stdout.write(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))

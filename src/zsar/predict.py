@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from zsar.checkout import find_workdir
 from zsar.method import HIERARCHY_SEPARATOR
 
 EXIT_VIDEO_FAILED = 1
@@ -187,24 +188,6 @@ def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
     raise PredictError(
         f"--classes {value}: no such file, and no dataset classes at {dataset_classes} "
         "(run the workflow's manifest rule for that dataset first)"
-    )
-
-
-def find_workdir(start: Path | None = None) -> Path:
-    """The workflow folder: this one if it holds the registry, else the checkout that the
-    installed zsar comes from (an editable install); the paths of `zsar predict` are
-    relative to it, so the command runs from any folder."""
-    here = Path.cwd() if start is None else start
-    if (here / "config" / "models.yaml").is_file():
-        return here
-    import zsar
-
-    checkout = Path(zsar.__file__).resolve().parents[2]
-    if (checkout / "config" / "models.yaml").is_file():
-        return checkout
-    raise PredictError(
-        f"no config/models.yaml in {here} or in {checkout}: pass --workdir (the folder the "
-        "workflow ran in) or --registry"
     )
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from zsar.checkout import add_workdir_argument, user_paths_then_workdir
+
 SECTIONS = ("backbones", "captioners", "llms")
 # The stage module that declares each section's backends, as a `BACKENDS` mapping.
 SECTION_BACKENDS = {
@@ -271,14 +273,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--registry", default="config/models.yaml", help="registry YAML (default: %(default)s)"
     )
+    add_workdir_argument(parser)
     parser.add_argument("--section", choices=SECTIONS, help="list only this section")
     parser.add_argument("--tsv", action="store_true", help="one tab-separated row per entry")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rows = registry_rows(load_registry(args.registry))
-    except RegistryError as err:
+        [registry] = user_paths_then_workdir([args.registry], args.workdir)
+        rows = registry_rows(load_registry(registry))
+    except (RegistryError, OSError) as err:
         print(f"zsar models: error: {err}", file=sys.stderr)
         return 2
     if args.section:
