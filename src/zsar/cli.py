@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "import descriptor files published elsewhere; export ours as CuPL JSON"),
     "models": ("zsar.registry", "list the model registry with family, source and preprocessing"),
     "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
+    "fetch-lists": ("zsar.lists",
+                    "download ViFi-CLIP's zero-shot split lists into a data root (checksummed)"),
 }
 
 

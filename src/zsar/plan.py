@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zsar.config import ConfigError, read_yaml_mapping, validate_dataset_spec
+from zsar.lists import missing_input
 from zsar.method import VARIANTS
 from zsar.registry import RegistryError, get_entry, load_registry
 
@@ -32,6 +33,14 @@ class DatasetPlan:
     class_names: str
     # Its files are written by a rule (the demo), so they may not exist when planning.
     generated: bool = False
+    # Where the paths were filled from, for the missing-input message (zsar.lists).
+    data_root: str = ""
+    config_dir: str = "config"
+
+    def missing_input(self, path: str, role: str, split: int) -> ConfigError:
+        return ConfigError(
+            missing_input(path, self.name, role, split, self.data_root, self.config_dir)
+        )
 
     def as_params(self) -> dict[str, Any]:
         """The fields that define the manifest (what its rule's params track)."""
@@ -81,10 +90,7 @@ class DatasetPlan:
             if path is None or self.generated:
                 return path
             if not Path(path).exists():
-                raise ConfigError(
-                    f"missing input: {path} (dataset_specs.{self.name}.{role}, split {split}) "
-                    "does not exist; check data_root and the dataset's paths"
-                )
+                raise self.missing_input(path, role, split)
             return content_digest(path)
 
         return {
@@ -182,7 +188,9 @@ def load_dataset_specs(config_dir: str | os.PathLike, overrides: Mapping[str, An
     return specs
 
 
-def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> DatasetPlan:
+def resolve_dataset(
+    name: str, spec: Mapping[str, Any], data_root: str, config_dir: str | os.PathLike = "config"
+) -> DatasetPlan:
     uses_root = any(
         "{data_root}" in str(spec.get(k) or "") for k in ("annotations", "labels", "video_root")
     )
@@ -205,6 +213,8 @@ def resolve_dataset(name: str, spec: Mapping[str, Any], data_root: str) -> Datas
         splits=splits,
         generated=bool(adapter and adapter.generated),
         class_names=spec["class_names"],
+        data_root=data_root,
+        config_dir=str(config_dir),
     )
 
 
@@ -215,7 +225,7 @@ def dataset_from_config(
     specs = load_dataset_specs(config_dir, config.get("dataset_specs") or {})
     if name not in specs:
         raise ConfigError(f"datasets: '{name}' has no spec")
-    return resolve_dataset(name, specs[name], str(config["data_root"]))
+    return resolve_dataset(name, specs[name], str(config["data_root"]), config_dir)
 
 
 def _check_annotations(plan: DatasetPlan) -> None:
@@ -285,7 +295,7 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
                 f"datasets: '{name}' has no spec; known: {', '.join(sorted(specs))} "
                 "(add it under dataset_specs or in config/datasets/)"
             )
-        datasets[name] = resolve_dataset(name, specs[name], str(config["data_root"]))
+        datasets[name] = resolve_dataset(name, specs[name], str(config["data_root"]), config_dir)
         _check_annotations(datasets[name])
 
     for i, backbone in enumerate(config["backbones"]):
@@ -450,10 +460,7 @@ def preflight(plan: RunPlan, warn_missing_share: float) -> Preflight:
             continue
         for split, path in sorted(dataset.annotations.items()):
             if not Path(path).exists():
-                raise ConfigError(
-                    f"missing input: {path} (dataset_specs.{name}.annotations, split {split}) "
-                    "does not exist; check data_root and the dataset's paths"
-                )
+                raise dataset.missing_input(path, "annotations", split)
         try:
             checks = check_videos(name, dataset.adapter, dataset.annotations, dataset.labels,
                                   dataset.video_root, dataset.format)
