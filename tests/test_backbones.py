@@ -16,9 +16,9 @@ from zsar.backbones import (
     build_image_transform,
     hf_preprocess_cfg,
     load_backbone,
-    preprocess_of,
 )
 from zsar.fetch import open_clip_folder_config
+from zsar.preprocess import preprocess_of
 from zsar.registry import READY_FILE, get_entry, load_registry
 from zsar.tiny import build_tiny_open_clip
 

@@ -342,21 +342,24 @@ def test_tiny_llm_batched_generation_matches_one_by_one(tmp_path, monkeypatch):
 
 def test_a_kind_added_to_the_method_needs_no_schema_edit(monkeypatch):
     """A new kind in zsar.method.KINDS is asked for, checked and embedded with no other edit."""
+    import zsar.descriptor_records as records
     import zsar.method as method
-    from zsar.descriptors import _with_every_kind
 
     kinds = {**method.KINDS, "object": method.TextKind(
         "object", "objects", "objects the action involves", 1.0, template="{class} with {text}")}
     fields = {k: v.field for k, v in kinds.items() if v.field}
-    monkeypatch.setattr(d, "KIND_FIELDS", fields)
-    for module in (d, method):
+    for module in (d, records):
+        monkeypatch.setattr(module, "KIND_FIELDS", fields)
+    for module in (records, method):
         monkeypatch.setattr(module, "KINDS", kinds)
         monkeypatch.setattr(module, "DESCRIPTOR_KINDS", tuple(fields))
-    schema = _with_every_kind(json.loads(json.dumps(d.descriptors_schema.__wrapped__())))
+    schema = records._with_every_kind(
+        json.loads(json.dumps(records.descriptors_schema.__wrapped__())))
     assert "objects" in schema["$defs"]["answer"]["required"]
     assert schema["$defs"]["class_record"]["then"]["properties"]["objects"] == {"maxItems": 0}
     record = {"attributes": ["a"], "descriptions": ["b"], "hierarchy": ["c", "d"],
               "objects": ["a ball"]}
-    texts = descriptor_texts(record, "kick", {k: kinds[k].template for k in d.DESCRIPTOR_KINDS})
+    templates = {k: kinds[k].template for k in method.DESCRIPTOR_KINDS}
+    texts = descriptor_texts(record, "kick", templates)
     assert texts["object"] == ["kick with a ball"]
     assert d.fallback_record("x")["objects"] == []

@@ -243,7 +243,8 @@ def test_each_overlay_is_set_beside_its_published_number(tmp_path, overlay, publ
 
 def test_the_default_run_says_which_fields_keep_it_from_a_published_number(tmp_path):
     """Without an overlay, ViFi-CLIP runs 8 frames: the preflight names that field."""
-    from zsar.config import check_reference, load_config
+    from zsar.config import load_config
+    from zsar.config_command import check_reference
 
     overlay = tmp_path / "run.yaml"
     lists = LISTS / "vificlip-splits" / "ucf_splits_val{split}.txt"

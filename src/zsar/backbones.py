@@ -31,6 +31,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from zsar.preprocess import DEFAULT_PREPROCESS, canonical_preprocess
 from zsar.registry import READY_FILE, Backend, model_dir
 
 logger = logging.getLogger(__name__)
@@ -43,14 +44,6 @@ OPEN_CLIP_WEIGHTS = (
     "open_clip_pytorch_model.bin",
     "open_clip_pytorch_model.pth",
 )
-DEFAULT_PREPROCESS = {
-    "size": 224,
-    "mean": (0.48145466, 0.4578275, 0.40821073),  # OpenAI CLIP's dataset statistics
-    "std": (0.26862954, 0.26130258, 0.27577711),
-    "interpolation": "bicubic",
-    "resize_mode": "shortest",
-    "crop_pct": 1.0,
-}
 # PIL resampling codes found in transformers' preprocessor_config.json.
 PIL_RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
@@ -106,24 +99,6 @@ def open_clip_weights_file(folder: Path) -> Path:
 
 
 # --- preprocessing ---------------------------------------------------------------------------
-
-
-def canonical_preprocess(pp: Mapping[str, Any]) -> dict[str, Any]:
-    """A preprocessing config with every field, as plain numbers and tuples."""
-    full = {**DEFAULT_PREPROCESS, **{k: v for k, v in pp.items() if v is not None}}
-    size = full["size"]
-    if isinstance(size, (list, tuple)):
-        if len(set(size)) != 1:
-            raise ValueError(f"non-square input sizes are not supported: {size}")
-        size = size[0]
-    return {
-        "size": int(size),
-        "mean": tuple(float(x) for x in full["mean"]),
-        "std": tuple(float(x) for x in full["std"]),
-        "interpolation": str(full["interpolation"]),
-        "resize_mode": str(full["resize_mode"]),
-        "crop_pct": float(full["crop_pct"]),
-    }
 
 
 def build_image_transform(pp: Mapping[str, Any]) -> Callable:
@@ -556,14 +531,3 @@ def load_backbone(entry: Mapping[str, Any], resources: str | Path, device: str =
         )
     logger.info("loading backbone %s (%s) on %s", entry["name"], backend, device)
     return BACKENDS[backend].make(entry, resources, str(device))
-
-
-def preprocess_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A backbone's preprocessing as the registry states it (no torch, no download)."""
-    if "preprocess" in entry:
-        return canonical_preprocess(entry["preprocess"])
-    build = entry.get("build") or {}
-    if "preprocess_cfg" in build:
-        size = build.get("model_cfg", {}).get("vision_cfg", {}).get("image_size")
-        return canonical_preprocess({"size": size, **build["preprocess_cfg"]})
-    return None

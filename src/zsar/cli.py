@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 # name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "config": ("zsar.config", "print the effective config: files merged, defaults filled in"),
+    "config": ("zsar.config_command",
+               "print the effective config: files merged, defaults filled in"),
     "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
     "descriptors": ("zsar.descriptor_files",
                     "import descriptor files published elsewhere; export ours as CuPL JSON"),

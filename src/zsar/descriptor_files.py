@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from zsar.adapters import AnnotationError, read_class_list, words_display_name
-from zsar.descriptors import (
+from zsar.descriptor_records import (
     KIND_FIELDS,
     descriptors_document,
     fallback_record,

@@ -18,93 +18,38 @@ whole-file schema before it is written.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources as package_resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from zsar.descriptor_files import Source, describe_from_sources
+from zsar.descriptor_records import (
+    KIND_FIELDS,
+    MAX_ERROR_TEXT,
+    descriptors_document,
+    fallback_record,
+    load_curated,
+    schema_errors,
+    truncate,
+    validate_descriptors,
+)
 from zsar.io import write_json
-from zsar.limits import load_yaml_limited, read_text_limited
-from zsar.method import DESCRIPTOR_KINDS, KINDS
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
 
 logger = logging.getLogger(__name__)
 
-# Record field of each kind of descriptor text (the kinds are zsar.method's).
-KIND_FIELDS = {kind: KINDS[kind].field for kind in DESCRIPTOR_KINDS}
 # A rejected answer is quoted back in the repair prompt; past this it only costs context.
 MAX_QUOTED_ANSWER = 2000
-MAX_ERROR_TEXT = 400
 
 Messages = list[dict[str, str]]
-
-
-# --- The schema -------------------------------------------------------------------------
-
-
-def _with_every_kind(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema with a field for every descriptor kind of zsar.method.KINDS.
-
-    The file spells out the limits of the three kinds it was written for; a kind added to
-    zsar.method later gets a plain list of sentences, required in an answer and empty in a
-    fallback, without an edit here.
-    """
-    defs = schema["$defs"]
-    answer, record = defs["answer"], defs["class_record"]
-    for field in KIND_FIELDS.values():
-        if field in answer["properties"]:
-            continue
-        answer["properties"][field] = {
-            "type": "array", "minItems": 1, "items": {"$ref": "#/$defs/sentence"}
-        }
-        answer["required"].append(field)
-        record["properties"][field] = {"type": "array", "items": {"type": "string"}}
-        record["required"].append(field)
-        record["then"]["properties"][field] = {"maxItems": 0}
-    return schema
-
-
-@functools.cache
-def descriptors_schema() -> dict[str, Any]:
-    """The JSON schema of a descriptors file (package data), covering every kind."""
-    text = package_resources.files("zsar").joinpath("schemas/descriptors.schema.json").read_text()
-    return _with_every_kind(json.loads(text))
-
-
-@functools.cache
-def _validator(definition: str | None):
-    from jsonschema import Draft202012Validator
-
-    schema = descriptors_schema()
-    if definition is not None:
-        # Validate against one definition while keeping the file's $defs reachable.
-        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
-    return Draft202012Validator(schema)
-
-
-def _schema_errors(obj: Any, definition: str | None) -> list[str]:
-    errors = sorted(_validator(definition).iter_errors(obj), key=lambda e: list(e.absolute_path))
-    messages = []
-    for error in errors:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        messages.append(f"{where}: {error.message}")
-    return messages
-
-
-def validate_descriptors(document: Mapping[str, Any]) -> None:
-    """Raise ValueError naming every problem if `document` does not pass the file schema."""
-    errors = _schema_errors(document, None)
-    if errors:
-        raise ValueError("descriptors do not pass the schema: " + "; ".join(errors[:10]))
 
 
 # --- Parsing and checking one answer (pure) ----------------------------------------------
@@ -159,9 +104,9 @@ def check_answer(obj: Any) -> tuple[dict[str, Any] | None, str | None]:
         for field in KIND_FIELDS.values()
         if field in obj
     }
-    errors = _schema_errors(cleaned, "answer")
+    errors = schema_errors(cleaned, "answer")
     if errors:
-        return None, _truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
+        return None, truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
     record = {field: cleaned[field] for field in KIND_FIELDS.values()}
     return {**record, "fallback": False, "reason": None}, None
 
@@ -172,15 +117,6 @@ def parse_answer(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
     if obj is None:
         return None, error
     return check_answer(obj)
-
-
-def fallback_record(reason: str) -> dict[str, Any]:
-    """A class that falls back to its name: no descriptor texts, and why."""
-    return {**{field: [] for field in KIND_FIELDS.values()}, "fallback": True, "reason": reason}
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _words(text: str) -> set[str]:
@@ -252,7 +188,7 @@ class PromptSet:
 
         Always built from the first request, so repeated repairs do not grow the context.
         """
-        quoted = _truncate(previous.strip(), MAX_QUOTED_ANSWER) or "(empty)"
+        quoted = truncate(previous.strip(), MAX_QUOTED_ANSWER) or "(empty)"
         repair = _fill(self.repair, **{"class": display, "error": error, "previous": quoted})
         return [
             *self.messages(display),
@@ -471,62 +407,13 @@ def llm_backend(make_completer: Callable[[Mapping[str, Any], StageSettings], Com
     return describe
 
 
-# The top-level keys of a descriptors document (schemas/descriptors.schema.json).
-DOCUMENT_KEYS = frozenset({"llm", "prompt_version", "provenance", "classes", "summary"})
-
-
-def _yaml_problem(path: Path, err: yaml.YAMLError) -> ValueError:
-    """A YAML error as one line naming the file and line (PyYAML's own spans several)."""
-    mark = getattr(err, "problem_mark", None)
-    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    return ValueError(f"{where}: cannot read it as YAML: {problem}")
-
-
-def read_curated_data(path: Path) -> Any:
-    """A curated file's content: a `.json` file parsed as JSON, any other as YAML whose
-    aliases stay within zsar.limits, after a size check; errors are one line naming the
-    file."""
-    text = read_text_limited(path, "descriptor")
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-        except RecursionError:
-            raise ValueError(f"{path}: invalid JSON: nested too deeply") from None
-    try:
-        return load_yaml_limited(text)
-    except yaml.YAMLError as err:
-        raise _yaml_problem(path, err) from None
-    except RecursionError:
-        raise ValueError(f"{path}: cannot read it as YAML: nested too deeply") from None
-
-
-def load_curated(path: str | Path) -> tuple[str | None, dict[str, Any]]:
-    """(version, class name -> entry) from a curated YAML or JSON file.
-
-    Either a plain mapping of class names to {attributes, descriptions, hierarchy}, or
-    {version: ..., classes: {...}}, which records which edition of the file was used.
-    """
-    data = read_curated_data(Path(path))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of class names to descriptors")
-    if "classes" in data and set(data) <= {"version", "classes"}:
-        return (str(data["version"]) if "version" in data else None), dict(data["classes"])
-    # A descriptors document: `zsar descriptors import` output, or another run's descriptors.
-    if "classes" in data and set(data) <= DOCUMENT_KEYS and isinstance(data["classes"], dict):
-        return str(data.get("prompt_version") or "") or None, dict(data["classes"])
-    return None, data
-
-
 def check_curated_entry(entry: Any) -> tuple[dict[str, Any] | None, str | None]:
     """A curated entry: an answer (checked like an LLM's), or a whole record as a descriptors
     document holds it (an imported one, or a fallback), checked and kept as it is."""
     if isinstance(entry, dict) and "fallback" in entry:
-        errors = _schema_errors(entry, "class_record")
+        errors = schema_errors(entry, "class_record")
         if errors:
-            return None, _truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
+            return None, truncate("; ".join(errors[:5]), MAX_ERROR_TEXT)
         return dict(entry), None
     return check_answer(entry)
 
@@ -537,8 +424,6 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
     An entry with `sources:` (KIND=PATH files made elsewhere) imports them here instead.
     """
     if entry.get("sources"):
-        from zsar.descriptor_files import describe_from_sources
-
         return describe_from_sources(entry, classes, settings)
     path = Path(entry["path"])
     version, curated = load_curated(path)
@@ -569,8 +454,6 @@ def _curated_files(entry: Mapping[str, Any]) -> list[str]:
     """The curated file, or every imported source file (zsar.descriptor_files)."""
     if not entry.get("sources"):
         return [entry["path"]]
-    from zsar.descriptor_files import Source
-
     return [Source.from_entry(item).path for item in entry["sources"]]
 
 
@@ -586,20 +469,6 @@ BACKENDS: dict[str, Backend] = {
 
 
 # --- The document and the stage -------------------------------------------------------------
-
-
-def descriptors_document(
-    llm: str, prompt_version: str, records: Mapping[str, Mapping[str, Any]],
-    provenance_block: Mapping[str, Any],
-) -> dict[str, Any]:
-    fallbacks = sum(1 for r in records.values() if r.get("fallback"))
-    return {
-        "llm": llm,
-        "prompt_version": prompt_version,
-        "provenance": dict(provenance_block),
-        "classes": {name: dict(records[name]) for name in sorted(records)},
-        "summary": {"classes": len(records), "fallbacks": fallbacks},
-    }
 
 
 def run_descriptor_stage(

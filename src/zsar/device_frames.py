@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zsar.preprocess import canonical_preprocess
+
 # Interpolations PIL and torch both resample with antialiasing; lanczos (allowed in a
 # transformers preprocessor config) has no tensor kernel, so such backbones use the CPU path.
 INTERPOLATIONS = ("bicubic", "bilinear")
@@ -30,7 +32,7 @@ INTERPOLATIONS = ("bicubic", "bilinear")
 
 @dataclass(frozen=True)
 class DevicePreprocess:
-    """The tensor form of a backbone's preprocessing config (zsar.backbones)."""
+    """The tensor form of a backbone's preprocessing config (zsar.preprocess)."""
 
     size: int  # side of the square model input
     resize_to: int  # "shortest": the short side after resizing, before the centre crop
@@ -42,8 +44,6 @@ class DevicePreprocess:
 
 def device_preprocess(pp: Mapping[str, Any]) -> DevicePreprocess | None:
     """The tensor preprocessing of a config; None where only the PIL path does it."""
-    from zsar.backbones import canonical_preprocess
-
     pp = canonical_preprocess(pp)
     if pp["interpolation"] not in INTERPOLATIONS or pp["resize_mode"] not in RESIZE_MODES:
         return None
@@ -168,8 +168,25 @@ def jpegs_to_pixels(jpegs: Sequence[bytes], pp: DevicePreprocess, device):
 
 def preprocess_jpegs(jpegs: Sequence[bytes], pp: DevicePreprocess, device):
     """The model input for a batch of JPEG frames, computed on `device`: decoded, resized,
-    cropped and normalised as the backbone's ToTensor + Normalize would (the stage's own
-    normalise_frames)."""
-    from zsar.embed import normalise_frames
-
+    cropped and normalised as the backbone's ToTensor + Normalize would (normalise_frames,
+    which the workers' path runs too)."""
     return normalise_frames(jpegs_to_pixels(jpegs, pp, device), pp, device)
+
+
+def normalise_frames(pixels, split: Any, device: str, out=None):
+    """uint8 [N, 3, H, W] -> the float32 tensor ToTensor + Normalize would give, on `device`.
+
+    `split` is anything with the Normalize's `mean` and `std` (a DevicePreprocess, or
+    zsar.embed.SplitTransform). `out`, a float32 tensor on `device` with at least
+    N rows, is reused instead of a new one.
+    """
+    import torch
+
+    pixels = pixels.to(device, non_blocking=True)
+    if out is None:
+        out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    out = out[: len(pixels)]
+    out.copy_(pixels).div_(255)  # the uint8 -> float32 -> /255 of ToTensor
+    mean = torch.as_tensor(split.mean, dtype=torch.float32, device=out.device)
+    std = torch.as_tensor(split.std, dtype=torch.float32, device=out.device)
+    return out.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))

@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from zsar.device_frames import decode_jpegs as decode_on_device
+from zsar.device_frames import device_preprocess, jpeg_buffer, normalise_frames, resize_frames
 from zsar.frames import decode_jpegs
 from zsar.io import ParquetStreamWriter, read_provenance
 from zsar.protocol import DEFAULT_POOLING  # also the workflow's, via this module
@@ -183,25 +185,6 @@ def uint8_frames(images: list, pil_steps: Callable):
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def normalise_frames(pixels, split: SplitTransform, device: str, out=None):
-    """uint8 [N, 3, H, W] -> the float32 tensor ToTensor + Normalize would give, on `device`.
-
-    `split` is anything with the Normalize's `mean` and `std` (a SplitTransform, or
-    zsar.device_frames.DevicePreprocess). `out`, a float32 tensor on `device` with at least
-    N rows, is reused instead of a new one.
-    """
-    import torch
-
-    pixels = pixels.to(device, non_blocking=True)
-    if out is None:
-        out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
-    out = out[: len(pixels)]
-    out.copy_(pixels).div_(255)  # the uint8 -> float32 -> /255 of ToTensor
-    mean = torch.as_tensor(split.mean, dtype=torch.float32, device=out.device)
-    std = torch.as_tensor(split.std, dtype=torch.float32, device=out.device)
-    return out.sub_(mean.view(-1, 1, 1)).div_(std.view(-1, 1, 1))
-
-
 # ---------------------------------------------------------------- reading a frames shard
 
 
@@ -274,8 +257,6 @@ def _frames_dataset(shard_path: str, transform, block_videos: int, crops: int = 
 
 def _jpeg_dataset(shard_path: str, block_videos: int):
     """Blocks of JPEG bytes, one buffer per block, for decoding on the model's device."""
-    from zsar.device_frames import jpeg_buffer
-
     def buffer(jpegs: list[list[bytes]]):
         return jpeg_buffer([jpeg for frames in jpegs for jpeg in frames])
 
@@ -373,8 +354,6 @@ def frame_path(backbone, requested: str | None = None) -> str:
 
     A backbone whose preprocessing has no tensor form (e.g. lanczos) stays on the workers.
     """
-    from zsar.device_frames import device_preprocess
-
     kind = str(backbone.device).split(":")[0]
     path = requested or FRAME_PATHS.get(kind, "workers")
     if path not in ("workers", "device"):
@@ -478,14 +457,12 @@ def iter_video_embeddings(
     # The device path decodes whole frames; spatial crops are cut in the workers.
     path = frame_path(backbone, frames_on) if views.crops == 1 else "workers"
     if path == "device":
-        from zsar.device_frames import decode_jpegs, device_preprocess, resize_frames
-
         pp = device_preprocess(backbone.preprocess_cfg)
         dataset = _jpeg_dataset(str(shard_path), block_videos)
         norm: Any = pp
 
         def to_pixels(block):
-            return resize_frames(decode_jpegs(*block, backbone.device), pp)
+            return resize_frames(decode_on_device(*block, backbone.device), pp)
     else:
         dataset, norm = _frames_dataset(
             str(shard_path), backbone.transform, block_videos, views.crops

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from zsar.checkout import add_workdir_argument, user_paths_then_workdir
+from zsar.preprocess import preprocess_of
 
 SECTIONS = ("backbones", "captioners", "llms")
 # The stage module that declares each section's backends, as a `BACKENDS` mapping.
@@ -236,8 +237,6 @@ def describe_preprocess(pp: Mapping[str, Any] | None) -> str:
 
 
 def registry_rows(registry: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
-    from zsar.backbones import preprocess_of
-
     rows = []
     for section in SECTIONS:
         for name, entry in registry.get(section, {}).items():
