@@ -73,7 +73,7 @@ def test_tiny_build_is_deterministic_and_has_the_hub_layout(tmp_path):
 def test_missing_checkpoint_names_the_rule(tmp_path):
     with pytest.raises(MissingCheckpointError) as err:
         load_backbone(backbone_entry("openai-vit-b-16"), tmp_path)
-    assert f"snakemake {tmp_path}/models/openai-vit-b-16/{READY_FILE}" in str(err.value)
+    assert f"snakemake --cores 1 {tmp_path}/models/openai-vit-b-16/{READY_FILE}" in str(err.value)
     with pytest.raises(ValueError, match="backend must be one of"):
         load_backbone({"name": "x", "backend": "nope"}, tmp_path)
 

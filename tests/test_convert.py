@@ -308,7 +308,7 @@ def test_missing_video_checkpoint_names_its_url_and_rule(tmp_path):
     with pytest.raises(MissingCheckpointError) as err:
         load_backbone(entry, tmp_path)
     assert "https://example.org/vifi" in str(err.value)
-    assert f"snakemake {tmp_path}/models/vifi/{READY_FILE}" in str(err.value)
+    assert f"snakemake --cores 1 {tmp_path}/models/vifi/{READY_FILE}" in str(err.value)
     # The checkpoint is there but its base model was never fetched.
     (tmp_path / "models" / "vifi").mkdir(parents=True)
     (tmp_path / "models" / "vifi" / "vifi.pth").write_bytes(b"")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -49,13 +50,39 @@ PIL_RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
 
 class MissingCheckpointError(FileNotFoundError):
-    """A backbone whose weights are not in place; the message says how to get them."""
+    """A backbone whose weights are not in place; the message says how to get them.
+
+    `entry` and `folder` (when known) let a command that runs outside the workflow folder,
+    such as `zsar predict`, say it again with a fetch command that runs from anywhere
+    (`missing_checkpoint_message` with its workdir)."""
+
+    def __init__(self, message: str, entry: Mapping[str, Any] | None = None,
+                 folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+        self.folder = folder
 
 
 # --- where the weights are ------------------------------------------------------------------
 
 
-def missing_checkpoint_message(entry: Mapping[str, Any], folder: Path) -> str:
+def fetch_command(folder: Path, workdir: Path | None = None,
+                  config: Mapping[str, str] | None = None) -> str:
+    """The command that runs fetch_model for a model folder, to be run as printed: in the
+    workflow folder (where a workflow job runs) or, given `workdir`, from anywhere. The
+    target must be spelt as the rule's output is, so a folder outside the default
+    resources/ goes with `--config resources=`, its parent's parent."""
+    ready = folder / READY_FILE
+    if workdir is None:
+        return f"snakemake --cores 1 {shlex.quote(str(ready))}"
+    values = {"resources": str(folder.parent.parent), **(config or {})}
+    pairs = " ".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
+    return (f"cd {shlex.quote(str(workdir))} && snakemake --cores 1 --config {pairs} -- "
+            f"{shlex.quote(str(ready))}")
+
+
+def missing_checkpoint_message(entry: Mapping[str, Any], folder: Path,
+                               command: str | None = None) -> str:
     name = entry["name"]
     text = f"model '{name}': no usable checkpoint in {folder}/."
     if "local_file" in entry:
@@ -66,8 +93,8 @@ def missing_checkpoint_message(entry: Mapping[str, Any], folder: Path) -> str:
     else:
         text += " Fetch it:"
     return (
-        f"{text} run `snakemake {folder}/{READY_FILE}` (rule fetch_model; it downloads, so run"
-        " it where there is internet, e.g. a login node)."
+        f"{text} run `{command or fetch_command(folder)}` (rule fetch_model; it downloads, so"
+        " run it where there is internet, e.g. a login node)."
     )
 
 
@@ -75,7 +102,7 @@ def fetched_folder(entry: Mapping[str, Any], resources: str | Path) -> Path:
     """The model's folder under resources/, once fetch_model has finished it."""
     folder = model_dir(resources, entry["name"])
     if not (folder / READY_FILE).is_file():
-        raise MissingCheckpointError(missing_checkpoint_message(entry, folder))
+        raise MissingCheckpointError(missing_checkpoint_message(entry, folder), entry, folder)
     return folder
 
 
@@ -495,7 +522,7 @@ def load_video_checkpoint(
     folder = model_dir(resources, entry["name"])
     path = folder / entry["local_file"]
     if not path.is_file():
-        raise MissingCheckpointError(missing_checkpoint_message(entry, folder))
+        raise MissingCheckpointError(missing_checkpoint_message(entry, folder), entry, folder)
     spec = LAYOUTS[layout]
     base = base_state_dict(entry, resources) if spec.from_base else None
     state, dropped = video_clip_state_dict(load_training_checkpoint(path), spec, base)

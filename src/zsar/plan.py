@@ -196,8 +196,9 @@ def resolve_dataset(
     )
     if uses_root and not Path(data_root).is_dir():
         raise ConfigError(
-            f"data_root '{data_root}' does not exist (needed by dataset '{name}'); "
-            "set it with --config data_root=/path/to/benchmarks"
+            f"data_root '{data_root}' does not exist (needed by dataset '{name}'); set "
+            "data_root (in a config file, or --config data_root=...) to the folder that holds "
+            "the benchmarks' folders"
         )
     from zsar.adapters import ADAPTERS
 
@@ -280,8 +281,10 @@ def _refuse_demo_models_on_benchmarks(config, datasets, registry, captioner) -> 
         raise ConfigError(
             f"dataset(s) {', '.join(benchmarks)} would run with demo models ("
             + "; ".join(demo)
-            + "). Name real models, e.g. add --configfile config/runs/vit-b16-qwen.yaml, "
-            "or set allow_demo_models: true to run them anyway (tests, smoke runs)"
+            + "). Name real models, e.g. put `config/runs/vit-b16-qwen.yaml` last among the "
+            "--configfile files, or put `allow_demo_models=true` among the --config values to "
+            "run them anyway (tests, smoke runs). Snakemake keeps only the last --configfile "
+            "and the last --config of a command, so add to those rather than repeat them"
         )
 
 

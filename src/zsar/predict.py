@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from zsar.backbones import MissingCheckpointError, fetch_command, missing_checkpoint_message
 from zsar.checkout import find_workdir
 from zsar.method import HIERARCHY_SEPARATOR
 
@@ -491,10 +492,24 @@ def decode(videos: Sequence[str], settings: Settings, workers: int):
     return decoded, failed
 
 
+def fetch_advice(err: MissingCheckpointError, args: argparse.Namespace) -> str:
+    """The missing-checkpoint message with a fetch command that runs from where the user
+    runs `zsar predict` (the workflow's own message assumes its folder)."""
+    if err.entry is None or err.folder is None:
+        return str(err)
+    workdir = Path(args.workdir)
+    config = {}
+    if Path(args.registry) != workdir / "config" / "models.yaml":
+        config["models"] = args.registry
+    command = fetch_command(err.folder, workdir, config)
+    return missing_checkpoint_message(err.entry, err.folder, command)
+
+
 def in_workdir(args: argparse.Namespace) -> argparse.Namespace:
     """The arguments with the workflow paths taken relative to the workflow folder."""
-    workdir = Path(args.workdir) if args.workdir else find_workdir()
+    workdir = Path(args.workdir).resolve() if args.workdir else find_workdir()
     resolved = vars(args).copy()
+    resolved["workdir"] = str(workdir)
     for key in ("config", "registry", "resources", "results"):
         resolved[key] = str(workdir / getattr(args, key))
     return argparse.Namespace(**resolved)
@@ -513,6 +528,9 @@ def run(args: argparse.Namespace) -> int:
         # runs; the workflow's config, registry, models and results to its folder.
         args = in_workdir(args)
         setup = prepare(args)
+    except MissingCheckpointError as err:
+        print(f"zsar predict: error: {fetch_advice(err, args)}", file=sys.stderr)
+        return EXIT_SETUP
     except (PredictError, RegistryError, ConfigError, OSError, ValueError) as err:
         print(f"zsar predict: error: {err}", file=sys.stderr)
         return EXIT_SETUP
