@@ -32,6 +32,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from zsar.convert import (
+    LAYOUTS,
+    CheckpointLayoutError,
+    hf_clip_model_cfg,
+    hf_clip_state_dict,
+    load_training_checkpoint,
+    video_clip_state_dict,
+)
 from zsar.preprocess import DEFAULT_PREPROCESS, canonical_preprocess
 from zsar.registry import READY_FILE, Backend, model_dir
 
@@ -136,6 +144,7 @@ def build_image_transform(pp: Mapping[str, Any]) -> Callable:
     """
     pp = canonical_preprocess(pp)
     if pp["crop_pct"] == 1.0:
+        # lazy: torch loads only where a model runs
         from open_clip.transform import image_transform
 
         return image_transform(
@@ -148,6 +157,7 @@ def build_image_transform(pp: Mapping[str, Any]) -> Callable:
         )
     if pp["resize_mode"] != "shortest":
         raise ValueError("crop_pct < 1 needs resize_mode 'shortest'")
+    # lazy: torch loads only where a model runs
     from torchvision import transforms as T
 
     mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
@@ -281,6 +291,7 @@ class Backbone:
         self._embed_dim: int | None = None
 
     def preprocess(self, images: Sequence) -> Any:
+        # lazy: torch loads only where a model runs
         import torch
 
         return torch.stack([self.transform(image.convert("RGB")) for image in images])
@@ -289,6 +300,7 @@ class Backbone:
         """Each frame's image embedding as the tower outputs it, not normalised: whether a
         video averages unit frame vectors or raw ones is the pooling's choice, and the two
         differ (ViFi-CLIP's trainers/vificlip.py averages the raw features, then normalises)."""
+        # lazy: torch loads only where a model runs
         import torch
 
         with torch.inference_mode():
@@ -296,11 +308,13 @@ class Backbone:
             return self.encoders.encode_image(pixels).float().cpu()
 
     def encode_images(self, pixels) -> Any:
+        # lazy: torch loads only where a model runs
         import torch
 
         return torch.nn.functional.normalize(self.image_features(pixels), dim=-1)
 
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> Any:
+        # lazy: torch loads only where a model runs
         import torch
 
         texts = list(texts)
@@ -321,6 +335,7 @@ class Backbone:
 
 
 def _normalised_on_cpu(features):
+    # lazy: torch loads only where a model runs
     import torch
 
     features = features.float()
@@ -329,6 +344,7 @@ def _normalised_on_cpu(features):
 
 def _precision(device: str) -> tuple[str, Any]:
     """(open_clip precision, torch dtype): fp16 weights on CUDA, fp32 elsewhere."""
+    # lazy: torch loads only where a model runs
     import torch
 
     return ("fp16", torch.float16) if str(device).startswith("cuda") else ("fp32", torch.float32)
@@ -339,6 +355,7 @@ def _precision(device: str) -> tuple[str, Any]:
 
 def load_open_clip(entry: Mapping[str, Any], resources: str | Path, device: str) -> Backbone:
     """An open_clip folder through open_clip's own `local-dir:` path (config + weights)."""
+    # lazy: torch loads only where a model runs
     import open_clip
 
     folder = open_clip_folder(entry, resources)
@@ -361,11 +378,10 @@ def load_open_clip(entry: Mapping[str, Any], resources: str | Path, device: str)
 
 def build_open_clip_model(model_cfg: Mapping[str, Any], state_dict: Mapping[str, Any], device: str):
     """An open_clip CLIP from a config and a complete state dict; a key mismatch is an error."""
+    # lazy: torch loads only where a model runs
     import open_clip
     import torch
     from open_clip.model import convert_weights_to_lp
-
-    from zsar.convert import CheckpointLayoutError
 
     cfg = copy.deepcopy(dict(model_cfg))
     model_class = open_clip.CustomTextCLIP if cfg.pop("custom_text", False) else open_clip.CLIP
@@ -390,6 +406,7 @@ def architecture_cfg(entry: Mapping[str, Any]) -> dict[str, Any]:
     if "model_cfg" in entry:
         cfg = copy.deepcopy(dict(entry["model_cfg"]))
     else:
+        # lazy: torch loads only where a model runs
         import open_clip
 
         cfg = open_clip.get_model_config(entry["architecture"])
@@ -415,6 +432,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_hf_weights(folder: Path) -> dict[str, Any]:
     """A transformers checkpoint's state dict (safetensors shards, else .bin shards)."""
+    # lazy: torch loads only where a model runs
     import torch
 
     safetensors = sorted(
@@ -422,6 +440,7 @@ def read_hf_weights(folder: Path) -> dict[str, Any]:
     )
     state: dict[str, Any] = {}
     if safetensors:
+        # lazy: torch loads only where a model runs
         from safetensors.torch import load_file
 
         for path in safetensors:
@@ -438,6 +457,7 @@ HF_MODEL_CLASSES = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 
 
 def _hf_in_transformers(entry, folder: Path, device: str) -> Backbone:
+    # lazy: torch loads only where a model runs
     import transformers
 
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -465,10 +485,9 @@ def _hf_in_transformers(entry, folder: Path, device: str) -> Backbone:
 
 def _hf_in_open_clip(entry, folder: Path, device: str) -> Backbone:
     """A transformers CLIP checkpoint converted into open_clip's CLIP (same arithmetic)."""
+    # lazy: torch loads only where a model runs
     import transformers
     from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
-
-    from zsar.convert import hf_clip_model_cfg, hf_clip_state_dict
 
     config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     if config.model_type != "clip":
@@ -500,11 +519,13 @@ def load_hf_clip(entry: Mapping[str, Any], resources: str | Path, device: str) -
 
 def base_state_dict(entry: Mapping[str, Any], resources: str | Path) -> dict[str, Any]:
     """The open_clip state dict of the entry's `base` model (fetched like any other)."""
+    # lazy: torch loads only where a model runs
     import torch
 
     base = {"name": entry["base"]}
     weights = open_clip_weights_file(fetched_folder(base, resources))
     if weights.suffix == ".safetensors":
+        # lazy: torch loads only where a model runs
         from safetensors.torch import load_file
 
         return load_file(weights)
@@ -515,9 +536,8 @@ def load_video_checkpoint(
     entry: Mapping[str, Any], resources: str | Path, device: str, *, layout: str
 ) -> Backbone:
     """A video-adapted CLIP checkpoint file, re-keyed into its open_clip architecture."""
+    # lazy: torch loads only where a model runs
     from open_clip.tokenizer import SimpleTokenizer
-
-    from zsar.convert import LAYOUTS, load_training_checkpoint, video_clip_state_dict
 
     folder = model_dir(resources, entry["name"])
     path = folder / entry["local_file"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gc
 import json
 import logging
 import re
@@ -40,8 +41,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from tqdm import tqdm
 
 from zsar.adapters import kinetics_clip_key
+from zsar.devices import preferred_device
 from zsar.frames import (
     TIMING_COLUMNS,
     decode_jpegs,
@@ -187,6 +190,7 @@ def transformers_conversation(
 
 
 def openai_messages(prompts: PromptSet, jpegs: Sequence[bytes]) -> list[dict[str, Any]]:
+    # zsar.chat loads httpx, which only the server backends' env (torch.yaml) installs
     from zsar.chat import image_part, text_part
 
     messages: list[dict[str, Any]] = []
@@ -278,6 +282,7 @@ Outcome = tuple[str | None, str | None]
 
 
 def is_out_of_memory(err: BaseException) -> bool:
+    # lazy: torch loads only where a model runs
     import torch
 
     return isinstance(err, torch.OutOfMemoryError) or (
@@ -360,6 +365,7 @@ class Captioner:
 
 
 def _torch_dtype(device: str):
+    # lazy: torch loads only where a model runs
     import torch
 
     # bf16 halves memory on GPUs and keeps fp32's range; CPUs get exact fp32.
@@ -367,6 +373,7 @@ def _torch_dtype(device: str):
 
 
 def _model_class(entry: Mapping[str, Any]):
+    # lazy: torch loads only where a model runs
     import transformers
 
     name = entry.get("model_class", "AutoModelForImageTextToText")
@@ -381,6 +388,7 @@ def load_vlm(entry: Mapping[str, Any], resources: str | Path, device: str):
 
     Tiny built models and downloaded checkpoints live in the same place and load the same way.
     """
+    # lazy: torch loads only where a model runs
     from transformers import AutoProcessor
 
     path = model_dir(resources, entry["name"])
@@ -506,6 +514,7 @@ class TransformersCaptioner(Captioner):
     ) -> list[str]:
         """Captions for videos given as lists of PIL images (one batch, no retries);
         `metadata`: each video's timing for the processor (processor_video_metadata)."""
+        # lazy: torch loads only where a model runs
         import torch
 
         texts = [self._prompt_text(len(f)) for f in frames]
@@ -585,8 +594,7 @@ class TransformersCaptioner(Captioner):
 
 
 def _free_cuda_memory() -> None:
-    import gc
-
+    # lazy: torch loads only where a model runs
     import torch
 
     gc.collect()
@@ -613,6 +621,7 @@ class OpenAICaptioner(Captioner):
     """Captions from an OpenAI-compatible chat endpoint, frames as JPEG data URLs."""
 
     def __init__(self, entry: Mapping[str, Any], prompts: PromptSet, max_new_tokens: int):
+        # zsar.chat loads httpx, which only the server backends' env (torch.yaml) installs
         from zsar.chat import ChatClient, ChatEndpoint
 
         self.endpoint = ChatEndpoint.from_entry(entry)
@@ -880,8 +889,6 @@ def caption_rows(
 
 
 def _progress(total: int):
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="video", file=sys.stderr, mininterval=5, desc="captions")
 
 
@@ -929,8 +936,6 @@ def run_caption_stage(
 ) -> None:
     """The captions stage for one shard: frames shard in, captions + failures shards out."""
     if device in (None, "auto"):
-        from zsar.devices import preferred_device
-
         device = preferred_device() if BACKENDS[entry["backend"]].uses_gpu else "cpu"
     prompts = load_prompt_set(prompt_set_path)
     captioner = make_captioner(entry, resources, device, prompts, max_new_tokens, batch_size)

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import zsar
+
 REGISTRY = Path("config") / "models.yaml"
 
 
@@ -25,8 +27,6 @@ def find_workdir(start: Path | None = None) -> Path:
     here = Path.cwd() if start is None else start
     if (here / REGISTRY).is_file():
         return here
-    import zsar  # the package itself, to find where it is installed from
-
     checkout = Path(zsar.__file__).resolve().parents[2]
     if (checkout / REGISTRY).is_file():
         return checkout

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zsar.adapters import CLASS_NAME_RULES, get_adapter
+from zsar.config import ConfigError, read_yaml_mapping
 
 
 class ClassNameRuleError(ValueError):
@@ -39,8 +40,6 @@ def resolve_rule(name: str, config_dir: str | os.PathLike) -> dict[str, Any]:
         raise ClassNameRuleError(
             f"class_names {name!r}: no such rule and no {path}; known: {', '.join(known)}"
         )
-    from zsar.config import ConfigError, read_yaml_mapping
-
     try:
         data = read_yaml_mapping(path)
     except ConfigError as err:

@@ -24,9 +24,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from zsar import stats
+from zsar.io import read_provenance, write_json, write_parquet
 from zsar.metrics import VideoHits, counted_hits
+from zsar.provenance import provenance
 
 BASELINE = "baseline"
 FULL = "full"
@@ -160,11 +163,6 @@ def run_compare_stage(
     runs: one [run, variant, λ or None] per scores file, in the same order as
     `scores_paths` (the tables' order).
     """
-    import pyarrow.parquet as pq
-
-    from zsar.io import read_provenance, write_json, write_parquet
-    from zsar.provenance import provenance
-
     if len(runs) != len(scores_paths):
         raise ValueError(f"{len(runs)} runs named for {len(scores_paths)} scores files")
     classes = pq.read_table(classes_path).to_pylist()

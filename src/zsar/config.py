@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
+
+from zsar.method import DESCRIPTOR_KINDS, FUSIONS, KINDS, VARIANTS
 
 SCHEMA_FILE = "schemas/config.schema.yaml"
 
@@ -32,8 +36,6 @@ class ConfigError(ValueError):
 
 
 def _registry_lists(schema: dict[str, Any]) -> dict[str, Any]:
-    from zsar.method import DESCRIPTOR_KINDS, FUSIONS, KINDS, VARIANTS
-
     scoring = schema["properties"]["scoring"]["properties"]
     scoring["fusion"]["enum"] = list(FUSIONS)
     scoring["variants"]["items"] = {"enum": list(VARIANTS)}
@@ -78,8 +80,6 @@ def _validator_class():
     jsonschema's own recipe for defaults; objects default to {} so their members'
     defaults apply too. Defaults are deep-copied, so no config shares the schema's.
     """
-    from jsonschema import Draft202012Validator, validators
-
     check_properties = Draft202012Validator.VALIDATORS["properties"]
 
     def properties_with_defaults(validator, properties, instance, schema):
@@ -145,8 +145,6 @@ def describe_error(error, label: str = "config") -> str:
 
 
 def check_against(instance: dict[str, Any], schema: Mapping[str, Any], label: str) -> None:
-    from jsonschema.exceptions import best_match
-
     validator = _validator_class()(schema)
     errors = list(validator.iter_errors(instance))
     if errors:

@@ -146,6 +146,7 @@ _HF_IGNORED = re.compile(r"(^|\.)position_ids$")
 
 def hf_clip_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """A transformers `CLIPModel` state dict under open_clip `CLIP` names."""
+    # lazy: torch loads only where a model runs
     import torch
 
     out: dict[str, Any] = {}
@@ -263,6 +264,7 @@ CHECKPOINT_STAND_INS = [(_InertConfigNode, "yacs.config.CfgNode")]
 
 def load_training_checkpoint(path) -> dict[str, Any]:
     """A training checkpoint (weights plus optimizer and run config), read with weights_only."""
+    # lazy: torch loads only where a model runs
     import torch
 
     with torch.serialization.safe_globals(CHECKPOINT_STAND_INS):

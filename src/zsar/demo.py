@@ -180,6 +180,7 @@ def encode_video(
     Frames are piped to ffmpeg as raw video. x264 runs on one thread and every
     bit-exact flag is set, with no metadata, so the bytes depend only on the frames.
     """
+    # lazy: ffmpeg is looked up only when the demo writes its videos
     import imageio_ffmpeg
 
     command = [

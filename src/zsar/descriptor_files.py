@@ -67,7 +67,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import yaml
+
 from zsar.adapters import AnnotationError, read_class_list, words_display_name
+from zsar.config import ConfigError, load_config
 from zsar.descriptor_records import (
     KIND_FIELDS,
     descriptors_document,
@@ -75,6 +79,7 @@ from zsar.descriptor_records import (
     load_curated,
     validate_descriptors,
 )
+from zsar.embed_text import NAME_PROMPT
 from zsar.io import write_json
 from zsar.limits import FileTooLarge, check_file_size, read_bytes_limited
 from zsar.method import DESCRIPTOR_KINDS, HIERARCHY_SEPARATOR, descriptor_texts
@@ -352,8 +357,6 @@ def read_label_classes(path: str | Path) -> LabelClasses:
     if not path.is_file():
         raise DescriptorFileError(f"{path}: no such file")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         try:
             check_file_size(path, "label")
         except FileTooLarge as err:
@@ -765,8 +768,6 @@ def export_prompts(
     Round trip: importing the result as one kind gives each class the same sentences in the
     same order; what is lost is which kind each sentence was.
     """
-    from zsar.embed_text import NAME_PROMPT
-
     prompts: dict[str, list[str]] = {}
     fallbacks: list[str] = []
     owner: dict[str, str] = {}
@@ -797,8 +798,6 @@ EXPORT_FORMATS: dict[str, tuple[str, Callable[[dict[str, list[str]], Path], None
 def read_templates(config: str | Path | None, templates: str | Path | None) -> dict[str, str]:
     """The descriptor templates: a templates file, else the config's descriptors.templates
     (read as the workflow reads it, so a config that leaves them out gets the defaults)."""
-    from zsar.config import ConfigError, load_config
-
     if templates is None:
         path = Path(config or "config/config.yaml")
         try:
@@ -806,8 +805,6 @@ def read_templates(config: str | Path | None, templates: str | Path | None) -> d
         except ConfigError as err:
             raise DescriptorFileError(str(err)) from None
         return dict(found["descriptors"]["templates"])
-    import yaml
-
     path = Path(templates)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -838,8 +835,6 @@ def export_classes(descriptors_path: Path, classes: str | Path | None) -> LabelC
 
 
 def read_descriptor_records(path: Path) -> dict[str, dict[str, Any]]:
-    import yaml
-
     try:
         _, records = load_curated(path)
     except OSError as err:

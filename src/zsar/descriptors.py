@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow.parquet as pq
 import yaml
+from tqdm import tqdm
 
 from zsar.descriptor_files import Source, describe_from_sources
 from zsar.descriptor_records import (
@@ -40,6 +42,7 @@ from zsar.descriptor_records import (
     truncate,
     validate_descriptors,
 )
+from zsar.devices import preferred_device
 from zsar.io import write_json
 from zsar.provenance import provenance
 from zsar.registry import Backend, model_dir
@@ -208,8 +211,6 @@ class ClassName:
 
 def read_class_names(classes_path: str | Path) -> list[ClassName]:
     """The distinct classes of classes.parquet over all splits, sorted by raw name."""
-    import pyarrow.parquet as pq
-
     table = pq.read_table(classes_path, columns=["name", "display_name"])
     names: dict[str, str] = {}
     for raw, display in zip(table["name"].to_pylist(), table["display_name"].to_pylist(),
@@ -254,8 +255,6 @@ def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
     # Scripts point sys.stderr at the rule's log, so the bar goes there.
     return tqdm(total=total, desc=desc, unit="class", file=sys.stderr, mininterval=5.0)
 
@@ -320,13 +319,12 @@ def _settle(cls: ClassName, reply: Reply, attempt: int, repair_attempts: int):
 
 
 def _resolve_device(device: str) -> str:
-    from zsar.devices import preferred_device
-
     return preferred_device() if device == "auto" else device
 
 
 def transformers_completer(entry: Mapping[str, Any], settings: StageSettings) -> Completer:
     """A local causal LM from {resources}/models/{name}/, prompted through its chat template."""
+    # lazy: torch loads only where a model runs
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -348,6 +346,7 @@ def transformers_completer(entry: Mapping[str, Any], settings: StageSettings) ->
     torch.manual_seed(int(entry.get("seed", 0)))
 
     def complete(conversations: list[Messages]) -> list[Reply]:
+        # zsar.chat loads httpx, which only the server backends' env (torch.yaml) installs
         from zsar.chat import ChatResult
 
         texts = [
@@ -372,6 +371,7 @@ def transformers_completer(entry: Mapping[str, Any], settings: StageSettings) ->
 
 def openai_completer(entry: Mapping[str, Any], settings: StageSettings) -> Completer:
     """An OpenAI-compatible endpoint through the client shared with captioning."""
+    # zsar.chat loads httpx, which only the server backends' env (torch.yaml) installs
     from zsar.chat import ChatClient, ChatEndpoint
 
     endpoint = ChatEndpoint.from_entry(entry)

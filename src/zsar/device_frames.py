@@ -64,6 +64,7 @@ def device_preprocess(pp: Mapping[str, Any]) -> DevicePreprocess | None:
 
 def jpeg_buffer(jpegs: Sequence[bytes]):
     """All JPEGs in one 1-D uint8 tensor, plus their lengths (one copy, one shared block)."""
+    # lazy: torch loads only where a model runs
     import torch
 
     data = bytearray(b"".join(jpegs))
@@ -72,6 +73,7 @@ def jpeg_buffer(jpegs: Sequence[bytes]):
 
 def decode_jpegs(buffer, lengths: Sequence[int], device) -> list:
     """Decode the JPEGs of `jpeg_buffer` on `device` (batched nvJPEG on CUDA): [3, H, W] uint8."""
+    # lazy: torch loads only where a model runs
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -104,6 +106,7 @@ def _resample(frames, height: int, width: int, interpolation: str):
     both axes keeps it and differs by up to 15 grey levels near black and white. An axis
     whose size does not change is skipped, as PIL skips it.
     """
+    # lazy: torch loads only where a model runs
     import torch.nn.functional as F
 
     def one_pass(x, size):
@@ -118,6 +121,7 @@ def _resample(frames, height: int, width: int, interpolation: str):
 
 
 def _shortest(frames, pp: DevicePreprocess):
+    # lazy: torch loads only where a model runs
     from torchvision.transforms.v2 import functional as F
 
     height, width = shortest_side_size(*frames.shape[-2:], pp.resize_to)
@@ -143,6 +147,7 @@ def resize_frames(frames: Sequence, pp: DevicePreprocess):
     not always the aspect ratio, so there are usually one or a few groups. The float result
     is rounded and clamped back to uint8, as PIL's resize returns it.
     """
+    # lazy: torch loads only where a model runs
     import torch
 
     if not frames:
@@ -180,6 +185,7 @@ def normalise_frames(pixels, split: Any, device: str, out=None):
     zsar.embed.SplitTransform). `out`, a float32 tensor on `device` with at least
     N rows, is reused instead of a new one.
     """
+    # lazy: torch loads only where a model runs
     import torch
 
     pixels = pixels.to(device, non_blocking=True)

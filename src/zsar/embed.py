@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from zsar.device_frames import decode_jpegs as decode_on_device
 from zsar.device_frames import device_preprocess, jpeg_buffer, normalise_frames, resize_frames
@@ -161,6 +162,7 @@ class SplitTransform:
 
 def split_transform(transform) -> SplitTransform | None:
     """The split of a torchvision Compose ending in ToTensor + Normalize; None for others."""
+    # lazy: torch loads only where a model runs
     from torchvision import transforms as T
 
     steps = list(getattr(transform, "transforms", []))
@@ -178,6 +180,7 @@ def split_transform(transform) -> SplitTransform | None:
 
 def uint8_frames(images: list, pil_steps: Callable):
     """[N, 3, H, W] uint8 tensor of PIL images after the PIL steps of a transform."""
+    # lazy: torch loads only where a model runs
     import torch
 
     arrays = [np.asarray(pil_steps(image)) for image in images]
@@ -210,6 +213,7 @@ def _shard_blocks_dataset(
     Worker w of n takes blocks w, w+n, ...; the DataLoader asks the workers in turn, so
     blocks come back in shard order whatever the number of workers.
     """
+    # lazy: torch loads only where a model runs
     import torch
 
     class FramesShard(torch.utils.data.IterableDataset):
@@ -241,6 +245,7 @@ def _frames_dataset(shard_path: str, transform, block_videos: int, crops: int = 
     With a split transform the pixels are uint8 (normalised later, per pass); otherwise
     they are the transform's own output.
     """
+    # lazy: torch loads only where a model runs
     import torch
 
     split = split_transform(transform)
@@ -312,6 +317,7 @@ class FrameBatcher:
 
     def _reserve(self, frames: int, like) -> None:
         """Grow the staging buffer to `frames` frames (at most one pass), keeping its content."""
+        # lazy: torch loads only where a model runs
         import torch
 
         capacity = 0 if self._staging is None else len(self._staging)
@@ -392,6 +398,7 @@ class _ThreadBalance:
     """
 
     def __init__(self, workers: int):
+        # lazy: torch loads only where a model runs
         import torch
 
         self.threads = torch.get_num_threads()
@@ -401,6 +408,7 @@ class _ThreadBalance:
         self.decided = False
 
     def start(self) -> None:
+        # lazy: torch loads only where a model runs
         import torch
 
         torch.set_num_threads(max(1, self.threads - self.workers))
@@ -410,6 +418,7 @@ class _ThreadBalance:
         self.block_seconds += cpu_seconds
 
     def pass_done(self, frames: int, seconds: float) -> None:
+        # lazy: torch loads only where a model runs
         import torch
 
         if self.decided or not self.block_seconds or not seconds:
@@ -422,6 +431,7 @@ class _ThreadBalance:
         torch.set_num_threads(threads)
 
     def restore(self) -> None:
+        # lazy: torch loads only where a model runs
         import torch
 
         torch.set_num_threads(self.threads)
@@ -448,6 +458,7 @@ def iter_video_embeddings(
     FRAME_PATHS): "workers", in the worker processes with PIL (the transform's exact
     pixels), or "device", in batches on the model's device (zsar.device_frames).
     """
+    # lazy: torch loads only where a model runs
     import torch
 
     if pooling not in POOLINGS or views.crops not in SPATIAL_CROPS:
@@ -564,8 +575,6 @@ def run_video_embedding_stage(
     config: the frames' sampling as the shard's own provenance states it, the views and the
     pooling; a shard sampled with another number of clips than `views` asks for is refused.
     """
-    from tqdm import tqdm
-
     protocol = video_protocol(read_provenance(frames_shard), views, pooling, frames_shard)
     total = pq.ParquetFile(str(frames_shard)).metadata.num_rows
     bar = tqdm(total=total, unit="video", file=progress or sys.stderr, mininterval=5)

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
+from zsar.class_names import class_texts, texts_digest
 from zsar.io import read_json, write_parquet
 from zsar.method import DESCRIPTOR_KINDS, TEMPLATE_COMBINES, descriptor_texts
 
@@ -64,8 +66,6 @@ class NamePrompt:
 
 def load_name_prompt(spec: str | None, prompts_dir: str | os.PathLike) -> NamePrompt:
     """The NamePrompt an entry's `name_prompt` names (None: the bare class name)."""
-    import yaml
-
     spec = spec or NAME_PROMPT
     if "{}" in spec:
         return NamePrompt(spec, (spec,))
@@ -121,8 +121,6 @@ def class_name_texts(
     displays = class_displays(classes)
     if class_names is None:
         return displays
-    from zsar.class_names import class_texts
-
     raw = list(displays)
     return dict(zip(raw, class_texts(class_names, class_names["adapter"], raw), strict=True))
 
@@ -188,8 +186,6 @@ def run_class_name_stage(
     """Embed every class's name prompt; the provenance's `protocol` says what was sent: the
     prompt's version, the class-name rule and a digest of the class texts in class order
     (zsar.class_names.texts_digest), which the score job reports and references compare."""
-    from zsar.class_names import texts_digest
-
     classes = pq.read_table(classes_path)
     table = embed_class_names(classes, backbone, prompt, class_names)
     texts = class_name_texts(classes, class_names)

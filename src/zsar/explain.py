@@ -17,9 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from zsar.io import vector_matrix, vectors_by_key
-from zsar.method import HIERARCHY_SEPARATOR, VARIANTS, fusion_query
+from zsar.io import (
+    read_json,
+    read_provenance,
+    read_tables,
+    vector_matrix,
+    vectors_by_key,
+    write_parquet,
+)
+from zsar.method import HIERARCHY_SEPARATOR, VARIANTS, descriptor_texts, fusion_query
 
 TOP_DESCRIPTORS = 3
 # The caption is quoted in full in its own field; the sentence keeps it short.
@@ -206,8 +215,6 @@ def shown_descriptor_texts(
     bar"). Running `descriptor_texts` once with the real templates and once with the
     identity template pairs them up without re-implementing the templating.
     """
-    from zsar.method import descriptor_texts
-
     identity = {kind: "{text}" for kind in templates}
     shown = {}
     for name, entry in (descriptors_json.get("classes") or {}).items():
@@ -228,8 +235,6 @@ EXPLANATION_FIELDS = (
 
 
 def explanations_schema():
-    import pyarrow as pa
-
     descriptor = pa.struct(
         [("kind", pa.string()), ("text", pa.string()), ("similarity", pa.float32())]
     )
@@ -278,11 +283,6 @@ def run_explain_stage(
     the caption is shown only where it was fused: both are evidence for the score. The
     hierarchy path is shown for every variant: it places the class, it is not evidence.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from zsar.io import read_json, read_provenance, read_tables, write_parquet
-
     variant = VARIANTS[params["variant"]]
     lam = float(params["lambda"]) if variant.caption else 0.0
     fusion = params.get("fusion", "embedding")  # only caption variants have one

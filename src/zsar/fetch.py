@@ -34,6 +34,9 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+import httpx
+from tqdm import tqdm
+
 from zsar import tiny
 from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
 from zsar.io import atomic_path, write_json
@@ -138,8 +141,6 @@ def folder_listing(folder: Path) -> dict[str, int]:
 
 @contextlib.contextmanager
 def _http_stream(url: str) -> Iterator[tuple[int | None, Iterator[bytes]]]:
-    import httpx
-
     try:
         with httpx.stream("GET", url, follow_redirects=True, timeout=60) as response:
             response.raise_for_status()
@@ -167,8 +168,6 @@ def download(url: str, target: Path, sha256: str | None = None) -> Path:
     A file already in place is kept when it matches (or when there is no sum to check: it
     was renamed into place only once complete). On a mismatch nothing is left behind.
     """
-    from tqdm import tqdm
-
     scheme = urlparse(url).scheme
     if scheme not in STREAMS:
         raise FetchError(f"{url}: unsupported scheme; use one of {sorted(STREAMS)}")
@@ -215,6 +214,7 @@ def snapshot_repo(
     remote_code: bool = False,
 ) -> dict[str, Any]:
     """Download the files of `repo` that a `flavour` folder needs, pinned and checksummed."""
+    # lazy: the hub client loads only to fetch from the hub
     from huggingface_hub import HfApi, snapshot_download
 
     try:
@@ -292,6 +292,7 @@ def open_clip_folder_config(entry: Mapping[str, Any], pretrained_cfg: Mapping[st
     Written by zsar rather than taken from the repo, so that e.g. OpenAI weights get the
     QuickGELU activation they were trained with (open_clip records it on the tag).
     """
+    # lazy: torch loads only where a model runs
     import open_clip
 
     model_cfg = open_clip.get_model_config(entry["architecture"])
@@ -306,6 +307,7 @@ def open_clip_folder_config(entry: Mapping[str, Any], pretrained_cfg: Mapping[st
 
 
 def fetch_open_clip_pretrained(entry: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    # lazy: torch loads only where a model runs
     import open_clip
 
     arch, tag = entry["architecture"], entry["pretrained"]

@@ -85,6 +85,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
+from tqdm import tqdm
+
+from zsar.io import ParquetStreamWriter, failures_table, write_parquet
+from zsar.plan import parse_shard_id
+from zsar.provenance import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -399,6 +405,7 @@ def _readable_prefix(path: str) -> Iterator:
     so where its count of readable frames stops varies from call to call, and a partly
     corrupt video would give different frames (or fail) from one run to the next.
     """
+    # lazy: a video decoder loads only where videos are read
     import av
 
     with av.open(path) as container:
@@ -422,6 +429,7 @@ class _Header:
 
 
 def _read_header(path: str) -> _Header:
+    # lazy: a video decoder loads only where videos are read
     import av
 
     with av.open(path) as container:
@@ -538,6 +546,7 @@ def _read_frames(path: str, sampling: Sampling) -> tuple[np.ndarray, list[int], 
     header = _header_or_none(path)
     if header is not None and header.container in DECODE_IN_ORDER:
         return _read_readable_prefix(path, sampling, header)
+    # lazy: a video decoder loads only where videos are read
     import decord
 
     reader = None
@@ -563,8 +572,6 @@ def _read_frames(path: str, sampling: Sampling) -> tuple[np.ndarray, list[int], 
 
 
 def _resize(frames: np.ndarray, short_side: int) -> list[np.ndarray]:
-    from PIL import Image
-
     height, width = frames.shape[1:3]
     size = resized_size(height, width, short_side)
     if size == (height, width):
@@ -576,8 +583,6 @@ def _resize(frames: np.ndarray, short_side: int) -> list[np.ndarray]:
 
 
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
@@ -825,12 +830,6 @@ def run_frames_stage(
     `decode_fn` is decode_videos' (a picklable function with decode_video's signature).
     Returns the counts it logs: videos, decoded, failed.
     """
-    from tqdm import tqdm
-
-    from zsar.io import ParquetStreamWriter, failures_table, write_parquet
-    from zsar.plan import parse_shard_id
-    from zsar.provenance import provenance
-
     index, total = parse_shard_id(shard)
     manifest = pq.read_table(manifest_path, columns=["video_id", "path", "exists"])
     items = videos_for_shard(manifest, index, total)
@@ -913,8 +912,6 @@ def shard_columns(shard_path: str | os.PathLike, wanted: Iterable[str]) -> list[
 
 def decode_jpeg(data: bytes):
     """One stored frame as an RGB PIL image."""
-    from PIL import Image
-
     image = Image.open(io.BytesIO(data))
     # convert("RGB") copies even an RGB image; this stage writes RGB, so skip the copy.
     if image.mode == "RGB":

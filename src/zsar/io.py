@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -142,8 +144,6 @@ def vector_matrix(table: pa.Table, column: str = "vector"):
     No Python float per value: for a large benchmark's embeddings that would cost about
     30 bytes per value instead of 4, i.e. gigabytes.
     """
-    import numpy as np
-
     if table.num_rows == 0:
         return np.zeros((0, 0), dtype=np.float32)
     flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -161,8 +161,6 @@ DIGEST_CONTENT_BYTES = 1 << 20
 
 
 def _file_digest(path: Path) -> str:
-    import hashlib
-
     size = path.stat().st_size
     if size > DIGEST_CONTENT_BYTES:
         return f"size:{size}"
@@ -175,8 +173,6 @@ def content_digest(path: str | os.PathLike) -> str:
     A folder's digest covers each file's path relative to it and its own digest (by content
     up to DIGEST_CONTENT_BYTES, by size beyond), in sorted order.
     """
-    import hashlib
-
     root = Path(path)
     if root.is_file():
         return _file_digest(root)

@@ -17,6 +17,11 @@ import sys
 import traceback
 from collections.abc import Iterator
 
+from zsar.backbones import load_backbone
+from zsar.devices import preferred_device
+from zsar.provenance import provenance
+from zsar.registry import get_entry, load_registry
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO lines are one per request or per file: noise in a job's log.
 QUIET_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock")
@@ -39,17 +44,11 @@ def model_entry(smk, section: str, name: str) -> dict:
     """A model's whole registry entry. The rule's params hold only its identity (the cache
     key, zsar.registry.model_identity); the job reads the rest, e.g. where to download a
     missing checkpoint, from the registry itself."""
-    from zsar.registry import get_entry, load_registry
-
     return get_entry(load_registry(smk.config["models"]), section, name)
 
 
 def job_backbone(smk):
     """(backbone on the best device, provenance) of an embedding job's {backbone}."""
-    from zsar.backbones import load_backbone
-    from zsar.devices import preferred_device
-    from zsar.provenance import provenance
-
     entry = model_entry(smk, "backbones", smk.wildcards.backbone)
     backbone = load_backbone(entry, smk.config["resources"], preferred_device())
     block = provenance({"backbone": smk.params.backbone}, model=entry["name"],

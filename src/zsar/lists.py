@@ -51,6 +51,7 @@ def _sha256(path: Path) -> str:
 
 
 def _download(client, url: str, out: Path) -> None:
+    # httpx: only the torch env installs it, and every rule imports this module (via plan)
     import httpx
 
     try:
@@ -93,6 +94,7 @@ def fetch_lists(
     """Download `dataset`'s lists into data_root, all or none: each file is checked against
     its sha256 in a staging folder under data_root, and only when all match are they moved
     into place (each with an atomic rename). Returns the files written."""
+    # httpx: only the torch env installs it, and every rule imports this module (via plan)
     import httpx
 
     registry = load_lists()

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zsar import adapters, walk
+from zsar.config import dataset_spec_default
 from zsar.io import FAILURE_SCHEMA, concat_parquet, failures_table, write_parquet, write_text
 from zsar.provenance import provenance
 
@@ -218,8 +219,6 @@ def _build(
     fmt: str | None = None,
     class_names: str | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[int, str]]:
-    from zsar.config import dataset_spec_default
-
     spec = adapters.get_adapter(adapter)
     rule = adapters.CLASS_NAME_RULES[class_names or dataset_spec_default("class_names")]
     video_rows, class_list_rows, formats = [], [], {}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.compute as pc
 
 # The accuracies every metrics record holds, whatever `scoring.topk` is (topk sets how many
 # ranked classes a scores row keeps). Tables and the report read these keys from here.
@@ -113,8 +114,6 @@ def counted_hits(
     `accuracy_metrics` counts them). The same numbers `accuracy_metrics` gives, read from
     the scores (a pyarrow table of SCORES_SCHEMA's columns) rather than the score matrix;
     column by column, since a benchmark's scores hold tens of thousands of rows."""
-    import pyarrow.compute as pc
-
     order = pc.sort_indices(scores, sort_keys=[("split", "ascending"),
                                                ("video_id", "ascending")])
     table = scores.take(order)

@@ -8,16 +8,23 @@ stops before the first job instead of failing hours later on a GPU node.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zsar import adapters
+from zsar.adapters import ADAPTERS, AnnotationError
+from zsar.class_names import ClassNameRuleError, all_rules, resolve_rule
 from zsar.config import ConfigError, read_yaml_mapping, validate_dataset_spec
+from zsar.embed_text import load_name_prompt
+from zsar.io import content_digest
 from zsar.lists import missing_input
+from zsar.manifest import check_videos
 from zsar.method import VARIANTS
-from zsar.registry import RegistryError, get_entry, load_registry
+from zsar.registry import RegistryError, describe_source, get_entry, load_registry
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,6 @@ class DatasetPlan:
         (the frames are keyed on the videos' sizes, video_files.tsv). None where there is
         no folder to look at, or it is a rule's output (the demo's).
         """
-        import hashlib
-
         if self.generated or not self.video_root or not Path(self.video_root).is_dir():
             return None
         digest = hashlib.sha256()
@@ -84,8 +89,6 @@ class DatasetPlan:
         and label files, not where they are, so the same lists under a new data root re-run
         nothing downstream (the LLM descriptors hang on the class list). A generated
         dataset's files do not exist before its rule has run; their paths stand in."""
-        from zsar.io import content_digest
-
         def key(path: str | None, role: str, split: int) -> str | None:
             if path is None or self.generated:
                 return path
@@ -200,8 +203,6 @@ def resolve_dataset(
             "data_root (in a config file, or --config data_root=...) to the folder that holds "
             "the benchmarks' folders"
         )
-    from zsar.adapters import ADAPTERS
-
     splits = tuple(int(s) for s in spec["splits"])
     adapter = ADAPTERS.get(spec["adapter"])
     return DatasetPlan(
@@ -231,8 +232,6 @@ def dataset_from_config(
 
 def _check_annotations(plan: DatasetPlan) -> None:
     """Sniff every annotation file that already exists (generated ones are checked later)."""
-    from zsar import adapters
-
     if plan.adapter not in adapters.ADAPTERS:
         known = ", ".join(sorted(adapters.ADAPTERS))
         raise ConfigError(
@@ -335,8 +334,6 @@ def resolve_run(config: Mapping[str, Any], config_dir: str | os.PathLike = "conf
 
 def _class_rules(registry, datasets, backbones, config_dir) -> dict[str, dict[str, Any]]:
     """Every rule, resolved; each rule a dataset or backbone names must be among them."""
-    from zsar.class_names import ClassNameRuleError, all_rules, resolve_rule
-
     named = {f"dataset {d}": p.class_names for d, p in datasets.items()}
     named |= {f"backbone {b}": registry["backbones"][b].get("class_names") for b in backbones}
     for where, name in named.items():
@@ -352,8 +349,6 @@ def _class_rules(registry, datasets, backbones, config_dir) -> dict[str, dict[st
 
 
 def _name_prompt(registry, backbone: str, config_dir):
-    from zsar.embed_text import load_name_prompt
-
     entry = registry["backbones"][backbone]
     try:
         return load_name_prompt(entry.get("name_prompt"), Path(config_dir) / "prompts")
@@ -436,8 +431,6 @@ class Preflight:
 
 
 def _model_lines(plan: RunPlan) -> list[str]:
-    from zsar.registry import describe_source
-
     stages = [("backbone", "backbones", b) for b in plan.backbones]
     if plan.captioner is not None:
         stages.append(("captioner", "captioners", plan.captioner))
@@ -453,9 +446,6 @@ def preflight(plan: RunPlan, warn_missing_share: float) -> Preflight:
     stage, its model and where that comes from. A dataset with no video found in any split
     is an error (a wrong path or layout); a split with none found while others have some,
     or more than `warn_missing_share` of a split missing, is a warning."""
-    from zsar.adapters import AnnotationError
-    from zsar.manifest import check_videos
-
     lines, errors, warnings = ["zsar preflight:"], [], []
     for name, dataset in plan.datasets.items():
         if dataset.generated:

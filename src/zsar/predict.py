@@ -37,10 +37,42 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from zsar.backbones import MissingCheckpointError, fetch_command, missing_checkpoint_message
+from zsar.adapters import AnnotationError, read_class_list, words_display_name
+from zsar.backbones import (
+    MissingCheckpointError,
+    fetch_command,
+    load_backbone,
+    missing_checkpoint_message,
+)
+from zsar.captions import VideoFrames, clean_caption, load_prompt_set, make_captioner
 from zsar.checkout import find_workdir
-from zsar.method import HIERARCHY_SEPARATOR
+from zsar.config import ConfigError, lambdas, load_config
+from zsar.devices import preferred_device
+from zsar.embed import DEFAULT_POOLING, SPATIAL_CROPS, Views
+from zsar.embed import video_embedding as pool_views
+from zsar.embed_text import (
+    class_descriptor_records,
+    embed_class_names,
+    embed_text_records,
+    load_name_prompt,
+)
+from zsar.explain import (
+    descriptors_by_class,
+    explain_prediction,
+    explanation_query,
+    hierarchy_paths,
+    shown_descriptor_texts,
+    similarity_basis,
+)
+from zsar.frames import Sampling, decode_jpegs, decode_videos
+from zsar.io import concat_tables, read_json
+from zsar.method import FUSIONS, HIERARCHY_SEPARATOR, KINDS, kind_weights
+from zsar.metrics import rank_classes
+from zsar.registry import RegistryError, get_entry, load_registry
+from zsar.scoring import class_vector_sets, score_with_templates
 
 EXIT_VIDEO_FAILED = 1
 EXIT_SETUP = 2
@@ -69,8 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per video (default: the config's, 8)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="LAMBDA",
                         help="caption weight λ (default: the config's first λ)")
-    from zsar.method import FUSIONS
-
     parser.add_argument("--fusion", choices=list(FUSIONS), default=None,
                         help="caption fusion (default: the config's)")
     parser.add_argument("--workdir", default=None, metavar="DIR",
@@ -113,8 +143,6 @@ class Settings:
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
-    from zsar.config import lambdas, load_config
-
     config_path = Path(args.config)
     config = load_config([config_path] if config_path.is_file() else [], complete=False)
     prompts_dir = config_path.parent / "prompts"
@@ -146,14 +174,10 @@ class ClassList:
     dataset: str | None = None  # set when --classes named a dataset
 
     def as_table(self):
-        import pyarrow as pa
-
         return pa.table({"name": self.names, "display_name": self.displays})
 
 
 def classes_from_parquet(path: Path, split: int | None) -> tuple[list[str], list[str]]:
-    import pyarrow.parquet as pq
-
     rows = sorted(pq.read_table(path).to_pylist(), key=lambda r: (r["split"], r["class_id"]))
     if split is not None:
         rows = [r for r in rows if r["split"] == split]
@@ -166,8 +190,6 @@ def classes_from_parquet(path: Path, split: int | None) -> tuple[list[str], list
 
 
 def classes_from_list(path: Path) -> tuple[list[str], list[str]]:
-    from zsar.adapters import AnnotationError, read_class_list, words_display_name
-
     try:
         names = list(dict.fromkeys(read_class_list(path)))
     except AnnotationError as err:
@@ -194,8 +216,6 @@ def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
 
 def llms_of_runs(results: Path, dataset: str) -> list[str]:
     """The descriptor LLMs that the dataset's scored runs used (from their metrics JSONs)."""
-    import json
-
     llms = set()
     for path in sorted((results / dataset / "metrics").glob("*/*.json")):
         chain = (json.loads(path.read_text()).get("provenance") or {}).get("chain") or {}
@@ -268,12 +288,6 @@ def build_class_model(
 ) -> ClassModel:
     """Class vectors exactly as the embedding and scoring stages build them, with the
     backbone's name prompt (zsar.embed_text.NamePrompt)."""
-    from zsar.embed_text import class_descriptor_records, embed_class_names, embed_text_records
-    from zsar.explain import descriptors_by_class, hierarchy_paths, shown_descriptor_texts
-    from zsar.io import concat_tables
-    from zsar.method import KINDS, kind_weights
-    from zsar.scoring import class_vector_sets
-
     descriptors_json = descriptors_json or {}
     table = classes.as_table()
     names = embed_class_names(table, backbone, name_prompt)
@@ -304,10 +318,6 @@ def build_class_model(
 def video_embedding(jpegs: Sequence[bytes], backbone, views, pooling: str) -> np.ndarray:
     """The embedding stage's video embedding from the frames stage's JPEGs: each frame cut
     into its spatial crops, pooled per view by the backbone's rule, views averaged."""
-    from zsar.embed import SPATIAL_CROPS
-    from zsar.embed import video_embedding as pool_views
-    from zsar.frames import decode_jpegs
-
     cut = SPATIAL_CROPS[views.crops]
     pixels = backbone.preprocess([view for image in decode_jpegs(jpegs) for view in cut(image)])
     return pool_views(backbone.image_features(pixels).numpy(), views, pooling)
@@ -315,8 +325,6 @@ def video_embedding(jpegs: Sequence[bytes], backbone, views, pooling: str) -> np
 
 def caption_videos(decoded, captioner_entry, args, settings, device) -> dict[str, str]:
     """Captions by video path; a failed or empty caption is left out (scored without it)."""
-    from zsar.captions import VideoFrames, clean_caption, load_prompt_set, make_captioner
-
     captioner = make_captioner(
         captioner_entry, args.resources, device, load_prompt_set(settings.prompt_set),
         settings.max_new_tokens, settings.batch_size,
@@ -350,10 +358,6 @@ def predict_video(
     top: int,
     explain: bool,
 ) -> dict[str, Any]:
-    from zsar.explain import explain_prediction, explanation_query, similarity_basis
-    from zsar.metrics import rank_classes
-    from zsar.scoring import score_with_templates
-
     lam = lam if caption_vector is not None else 0.0
     scores = score_with_templates(
         video[None], model.vector_sets, combine=model.combine, scale=model.scale,
@@ -444,12 +448,6 @@ class Setup:
 
 def prepare(args: argparse.Namespace) -> Setup:
     """Everything before the first video; any problem is a PredictError-like exception."""
-    from zsar.backbones import load_backbone
-    from zsar.embed import DEFAULT_POOLING
-    from zsar.embed_text import load_name_prompt
-    from zsar.io import read_json
-    from zsar.registry import get_entry, load_registry
-
     settings = load_settings(args)
     results = Path(args.results)
     classes = resolve_classes(args.classes, results, args.split)
@@ -463,8 +461,6 @@ def prepare(args: argparse.Namespace) -> Setup:
             raise PredictError(f"caption prompt set {settings.prompt_set} not found (--config)")
     device = args.device
     if device == "auto":
-        from zsar.devices import preferred_device
-
         device = preferred_device()
     backbone = load_backbone(backbone_entry, args.resources, device)
     descriptors_json = read_json(descriptors_path) if descriptors_path else None
@@ -476,8 +472,6 @@ def prepare(args: argparse.Namespace) -> Setup:
 
 def decode(videos: Sequence[str], settings: Settings, workers: int):
     """The frames stage's decoder on the given files: (decoded, [(video, reason)])."""
-    from zsar.frames import Sampling, decode_videos
-
     sampling = Sampling(settings.sampling, settings.num_frames, settings.clips, settings.stride)
     decoded, failed = [], []
     for video in decode_videos(
@@ -516,10 +510,6 @@ def in_workdir(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zsar.config import ConfigError
-    from zsar.embed import Views
-    from zsar.registry import RegistryError
-
     if args.top < 1:
         print("zsar predict: error: --top must be at least 1", file=sys.stderr)
         return EXIT_SETUP

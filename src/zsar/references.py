@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from zsar.protocol import DEFAULT_POOLING, sampling_label
+from zsar.class_names import class_texts, rules_giving, texts_digest
+from zsar.protocol import DEFAULT_POOLING, expected_protocol, sampling_label
 
 # The protocol fields, in the order a mismatch is told, with what each means in words.
 PROTOCOL_FIELDS = {
@@ -223,9 +224,6 @@ def planned_protocol(
     """The protocol a planned run's baseline will be recorded under (before any job), in
     the reference file's terms: the config's frames, the backbone's pooling, name prompt and
     class-name rule; with the dataset's raw class names, every rule giving the same texts."""
-    from zsar.class_names import class_texts, rules_giving, texts_digest
-    from zsar.protocol import DEFAULT_POOLING, expected_protocol
-
     entry = plan.registry["backbones"][backbone]
     rule = plan.class_name_rule(dataset, backbone)
     made = expected_protocol({

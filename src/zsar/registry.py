@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from zsar.checkout import add_workdir_argument, user_paths_then_workdir
+from zsar.config import ConfigError, check_against
 from zsar.preprocess import preprocess_of
 
 SECTIONS = ("backbones", "captioners", "llms")
@@ -158,8 +159,6 @@ def fetch_identity(section: str, entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_registry(data: Mapping[str, Any], path: str | os.PathLike) -> None:
-    from zsar.config import ConfigError, check_against
-
     try:
         check_against(dict(data), _schema(), str(path))
     except ConfigError as err:

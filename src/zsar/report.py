@@ -17,9 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from zsar.io import atomic_path, read_json, write_text
 from zsar.method import HIERARCHY_SEPARATOR
 from zsar.plan import parse_variant_run
+from zsar.references import comparisons, load_references
+from zsar.stats import largest_changes
 from zsar.tables import (
     COLUMN_LABELS,
     COLUMNS,
@@ -27,10 +31,14 @@ from zsar.tables import (
     PIVOT_TITLE,
     ablation_pivot,
     comparison_table,
+    comparisons_in,
     display_cell,
     footnote_lines,
     pivot_notes,
+    read_comparisons,
+    read_records,
     record_ci,
+    records_in,
     row_key,
     run_label,
     table_rows,
@@ -139,6 +147,7 @@ def trim_per_class(rows: list[tuple[str, float, int]], limit: int = PER_CLASS_MA
 
 
 def _figure(width: float, height: float):
+    # lazy: matplotlib (seconds to import) loads only in the plotting jobs
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -155,8 +164,6 @@ def plain(text: Any) -> str:
 
 def save_figure(fig, path) -> None:
     """PNG, atomically, without the Software key (PNGs carry no date), so bytes are stable."""
-    from zsar.io import atomic_path
-
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
@@ -365,8 +372,6 @@ def class_gains_html(
 ) -> str:
     """Per run against baseline (zsar.compare's per-class gains rows, in their order): the
     classes that gain most and lose most in top-1, with their counts."""
-    from zsar.stats import largest_changes
-
     pairs = list(dict.fromkeys((r["a"], r["b"]) for r in rows))
     sections = []
     for a, b in pairs:
@@ -539,8 +544,6 @@ def run_class_plots_stage(
     max_classes: int,
 ) -> None:
     """Confusion matrix (most-confused classes when there are many) and per-class accuracy."""
-    import pyarrow.parquet as pq
-
     classes = pq.read_table(classes_path).to_pylist()
     true, pred, correct = _evaluated_names(pq.read_table(scores_path).to_pylist(), classes)
     labels = _class_order(classes)
@@ -559,24 +562,16 @@ def run_class_plots_stage(
 
 
 def run_ablation_plot_stage(metrics_paths: Sequence[str], out_path: str, *, dataset: str) -> None:
-    from zsar.io import read_json
-
     save_figure(plot_ablation([read_json(p) for p in metrics_paths], dataset), out_path)
 
 
 def run_class_gains_page_stage(gains_path: str, out_path: str, *, title: str) -> None:
     """The per-class gains page from the compare rule's per-class gains Parquet."""
-    import pyarrow.parquet as pq
-
-    from zsar.io import write_text
-
     write_text(class_gains_html(pq.read_table(gains_path).to_pylist(), title), out_path)
 
 
 def published_html(records: Sequence[Mapping[str, Any]], references: Sequence[Any]) -> str:
     """zsar.tables.published_lines as HTML: the comparisons table and the ones not made."""
-    from zsar.references import comparisons
-
     matched, not_compared = [], []
     for rec in records:
         for c in comparisons(rec, references):
@@ -609,10 +604,6 @@ def run_tables_html_stage(
 ) -> None:
     """The tables page, of this run's records and every other one in `results_dir`, with
     the paired comparisons that match them."""
-    from zsar.io import write_text
-    from zsar.references import load_references
-    from zsar.tables import comparisons_in, read_comparisons, read_records, records_in
-
     records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
     compared, unreadable = read_comparisons([*comparisons_paths, *comparisons_in(results_dir)])
     references = load_references(references_path)
@@ -627,8 +618,6 @@ def middle_frames(frames_paths: Sequence[str], video_ids: Iterable[str]) -> dict
     Only the video_id column is scanned; JPEGs are read from the few row groups that hold
     a wanted video, so a benchmark's gigabytes of frames are never loaded for ten pictures.
     """
-    import pyarrow.parquet as pq
-
     wanted = set(video_ids)
     found: dict[str, bytes] = {}
     for path in frames_paths:
@@ -654,10 +643,6 @@ def run_explanation_pages_stage(
     seed: int,
 ) -> None:
     """One HTML page per group (correct, wrong) with a fixed-seed sample of explanations."""
-    import pyarrow.parquet as pq
-
-    from zsar.io import write_text
-
     rows = pq.read_table(explanations_path).to_pylist()
     samples = sample_explanations(rows, per_group, seed)
     thumbnails = middle_frames(
@@ -680,10 +665,6 @@ def run_summary_stage(
     *,
     dataset: str,
 ) -> None:
-    import pyarrow.parquet as pq
-
-    from zsar.io import read_json, write_text
-
     page = summary_html(
         dataset,
         [read_json(p) for p in metrics_paths],

@@ -13,9 +13,20 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from zsar import stats
-from zsar.io import vector_matrix, vectors_by_key
+from zsar.class_names import rules_giving
+from zsar.io import (
+    read_json,
+    read_provenance,
+    read_tables,
+    vector_matrix,
+    vectors_by_key,
+    write_json,
+    write_parquet,
+)
 from zsar.method import (  # noqa: F401 - normalize is part of this module's interface
     TEMPLATE_COMBINES,
     VARIANTS,
@@ -23,7 +34,9 @@ from zsar.method import (  # noqa: F401 - normalize is part of this module's int
     kind_weights,
     normalize,
 )
-from zsar.metrics import METRICS, VideoHits, counted_hits
+from zsar.metrics import METRICS, VideoHits, accuracy_metrics, counted_hits, mean_std, rank_classes
+from zsar.protocol import artifact_protocol, check_protocol, expected_protocol
+from zsar.provenance import provenance
 
 
 def build_class_vectors(
@@ -113,8 +126,6 @@ def class_vector_sets(
     set holds that template's name prompt and every descriptor text of the class."""
     if not TEMPLATE_COMBINES[combine].per_template or "template" not in class_texts.schema.names:
         return [split_class_vectors(class_texts, class_names, weights)]
-    import pyarrow.compute as pc
-
     template = class_texts.column("template")
     sets = []
     for t in sorted(set(template.drop_null().to_pylist())):
@@ -162,8 +173,6 @@ def score_split(
     `combine`.
     """
     vector_sets = class_vectors if isinstance(class_vectors, list) else [class_vectors]
-    from zsar.metrics import accuracy_metrics, rank_classes
-
     status = [_video_status(r["exists"], r["video_id"] in videos) for r in split_rows]
     evaluated = [r for r, s in zip(split_rows, status, strict=True) if s == "evaluated"]
     dim = vector_sets[0].shape[1]
@@ -240,8 +249,6 @@ def score_split(
 def summarise_splits(per_split: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std of each accuracy over the splits that have results (a split of which no
     video could be scored has none), how many those are, and the counts summed."""
-    from zsar.metrics import METRICS, mean_std
-
     keys = METRICS
     with_results = [s for s in sorted(per_split) if per_split[s]["top1"] is not None]
     summary: dict[str, Any] = {"mean": {}, "std": {}, "splits_with_results": len(with_results)}
@@ -304,10 +311,6 @@ def scored_protocol(
 ) -> dict[str, Any]:
     """The protocol the embeddings were made under (zsar.protocol), checked against the
     chain the job was planned with where it states one."""
-    from zsar.class_names import rules_giving
-    from zsar.io import read_provenance
-    from zsar.protocol import artifact_protocol, check_protocol, expected_protocol
-
     made = artifact_protocol(
         read_provenance(inputs["videos"]), read_provenance(inputs["class_names"])
     )
@@ -350,11 +353,6 @@ def run_scoring_stage(
     zsar.stats' defaults where absent), everything that can change the numbers and nothing
     else. Each accuracy gets its bootstrap interval (`ci`), computed from the score rows.
     """
-    import pyarrow.parquet as pq
-
-    from zsar.io import read_json, read_tables, write_json, write_parquet
-    from zsar.provenance import provenance
-
     variant = VARIANTS[params["variant"]]
     manifest = pq.read_table(inputs["manifest"]).to_pylist()
     classes = pq.read_table(inputs["classes"]).to_pylist()

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zsar.io import read_json, write_text
 from zsar.method import VARIANTS
 from zsar.metrics import METRICS
 from zsar.provenance import config_hash
@@ -35,9 +36,11 @@ from zsar.references import (
     Reference,
     class_names_words,
     comparisons,
+    load_references,
     run_protocol,
     seen_classes,
 )
+from zsar.registry import describe_source
 
 COLUMNS = (
     "dataset",
@@ -290,8 +293,6 @@ def display_cell(row: Mapping[str, Any], column: str) -> str:
 
 
 def _describe_model(identity: Mapping[str, Any]) -> str:
-    from zsar.registry import describe_source
-
     return f"{identity.get('name', '?')} ({describe_source(identity)})"
 
 
@@ -727,8 +728,6 @@ def comparisons_in(results_dir: str | os.PathLike | None) -> list[str]:
 
 def read_comparisons(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """(comparisons records, a note for each unreadable one), each path once."""
-    from zsar.io import read_json
-
     found, left_out = [], []
     for path in sorted(set(map(str, paths))):
         try:
@@ -740,8 +739,6 @@ def read_comparisons(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[s
 
 def read_records(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """(records to show, a note for each one left out and why), each path once."""
-    from zsar.io import read_json
-
     records, left_out = [], []
     for path in sorted(set(map(str, paths))):
         try:
@@ -770,9 +767,6 @@ def run_tables_stage(
 ) -> None:
     """The tables of these records (this run's and those other commands left in
     `results_dir`), with the paired comparisons that match them."""
-    from zsar.io import write_text
-    from zsar.references import load_references
-
     references = load_references(references_path)
     records, left_out = read_records([*metrics_paths, *records_in(results_dir)])
     compared, unreadable = read_comparisons([*comparisons_paths, *comparisons_in(results_dir)])

@@ -22,6 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
+from zsar.io import atomic_path, write_json
+
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -35,6 +38,7 @@ def train_tiny_tokenizer(
 ):
     """A byte-level BPE (every string stays encodable) trained on `corpus`, with ChatML's
     special tokens, wrapped as a transformers fast tokenizer."""
+    # lazy: torch loads only where a model runs
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -64,12 +68,10 @@ def build_tiny_open_clip(spec: Mapping[str, Any], out_dir: str | Path) -> None:
     folder has the layout of a real hub snapshot, so it loads through the same `local-dir:`
     path; with no `hf_tokenizer_name`, open_clip uses its bundled BPE tokenizer.
     """
+    # lazy: torch loads only where a model runs
     import open_clip
     import torch
     from safetensors.torch import save_file
-
-    from zsar.backbones import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
-    from zsar.io import atomic_path, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,7 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 
 def _tiny_qwen2_5_vl(spec: Mapping[str, Any]):
+    # lazy: torch loads only where a model runs
     from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -177,6 +180,7 @@ def _tiny_qwen2_5_vl(spec: Mapping[str, Any]):
 
 
 def _tiny_llava_next_video(spec: Mapping[str, Any]):
+    # lazy: torch loads only where a model runs
     from transformers import (
         LlavaNextImageProcessor,
         LlavaNextVideoConfig,
@@ -236,6 +240,7 @@ TINY_VLM_ARCHS: dict[str, Callable[[Mapping[str, Any]], tuple[Any, Any, Any]]] =
 
 def make_tiny_vlm(spec: Mapping[str, Any], device: str = "cpu", dtype=None):
     """(processor, model) of a random vision-language model of family spec["arch"], in memory."""
+    # lazy: torch loads only where a model runs
     import torch
     from transformers import GenerationConfig
 
@@ -299,6 +304,7 @@ def build_tiny_llm(spec: Mapping[str, Any], out_dir: str | Path) -> None:
     It loads through the same AutoTokenizer/AutoModelForCausalLM path as a real checkpoint.
     Its answers are noise, which exercises the repair and fallback path end to end.
     """
+    # lazy: torch loads only where a model runs
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
