@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from zsar.io import (
+    KeyedRows,
+    ParquetStreamWriter,
     read_json,
     read_provenance,
     read_tables,
     vector_matrix,
-    vectors_by_key,
-    write_parquet,
 )
 from zsar.method import HIERARCHY_SEPARATOR, VARIANTS, descriptor_texts, fusion_query
 
@@ -298,45 +299,89 @@ def run_explain_stage(
         else {},
     )
     hierarchy = hierarchy_paths(descriptors_json)
-    videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
-                            "video_id")
-    caption_vectors: dict[str, Any] = {}
-    caption_texts: dict[str, Any] = {}
-    if variant.caption:
-        caption_vectors = vectors_by_key(pq.read_table(inputs["captions"]), "owner")
-        caption_texts = _by_key(pq.read_table(inputs["caption_texts"]), "video_id", "caption")
+    # The videos, their captions and caption texts are read a block of videos at a time
+    # (zsar.io.KeyedRows), and each block's explanations written as one row group: memory
+    # does not grow with the number of videos.
+    videos = KeyedRows(inputs["videos"], "video_id")
+    caption_vectors = KeyedRows(inputs["captions"], "owner") if variant.caption else None
+    caption_texts = KeyedRows(inputs["caption_texts"], "video_id") if variant.caption else None
+    scores = evaluated_scores(inputs["scores"])
+    context = {"descriptors": descriptors, "hierarchy": hierarchy, "display": displays,
+               "top": top}  # fmt: skip
+    with ParquetStreamWriter(
+        out_path, explanations_schema(), read_provenance(inputs["scores"])
+    ) as writer:
+        for start in range(0, scores.num_rows, EXPLAIN_BLOCK):
+            block = scores.slice(start, EXPLAIN_BLOCK)
+            ids = block.column("video_id").combine_chunks()
+            query_inputs = {"video": videos.vectors(videos.rows(ids))}
+            if variant.caption:
+                found = caption_vectors.rows(ids)
+                query_inputs["caption"] = _rows_or_none(caption_vectors.vectors, found)
+                query_inputs["text"] = _rows_or_none(
+                    lambda r: caption_texts.column(r, "caption"), caption_texts.rows(ids)
+                )
+            rows = [
+                explained_row(row, names, fusion=fusion, lam=lam, **context,
+                              **{k: v[i] for k, v in query_inputs.items()})
+                for i, row in enumerate(block.to_pylist())
+            ]  # fmt: skip
+            writer.write_rows(rows)
+        if writer.rows == 0:  # an empty file still holds the schema, as write_parquet's does
+            writer.write_table(explanations_schema().empty_table())
+    return writer.rows
 
-    scores = pq.read_table(inputs["scores"]).to_pylist()
-    rows = []
-    for row in sorted(scores, key=lambda r: (r["split"], r["video_id"])):
-        if row["status"] != "evaluated":
-            continue
-        video_id = row["video_id"]
-        caption_vector = caption_vectors.get(video_id)
-        query = explanation_query(videos[video_id], caption_vector, fusion=fusion, lam=lam)
-        ranked = [
-            (names[(row["split"], c)], s)
-            for c, s in zip(row["topk_classes"][:2], row["topk_scores"][:2], strict=True)
-        ]
-        record = explain_prediction(
-            ranked=ranked,
-            query=query,
-            descriptors=descriptors,
-            hierarchy=hierarchy,
-            caption=caption_texts.get(video_id),
-            display=displays,
-            basis=similarity_basis(caption_vector is not None, fusion, lam),
-            top=top,
-        )
-        rows.append(
-            {
-                "split": row["split"],
-                "video_id": video_id,
-                "true_class": names[(row["split"], row["true_class"])],
-                "correct": row["correct"],
-                **record,
-            }
-        )
-    table = pa.Table.from_pylist(rows, schema=explanations_schema())
-    write_parquet(table, out_path, read_provenance(inputs["scores"]))
-    return len(rows)
+
+# Videos explained at once: one row group of the explanations, and a block of the inputs.
+EXPLAIN_BLOCK = 8192
+
+
+def evaluated_scores(path: str):
+    """The evaluated rows of a scores Parquet, in (split, video_id) order, with the columns
+    an explanation reads."""
+    columns = ["split", "video_id", "true_class", "correct", "topk_classes", "topk_scores"]
+    table = pq.read_table(path, columns=[*columns, "status"])
+    table = table.filter(pc.equal(table.column("status"), "evaluated")).select(columns)
+    order = pc.sort_indices(table, sort_keys=[("split", "ascending"), ("video_id", "ascending")])
+    return table.take(order)
+
+
+def _rows_or_none(read, found: np.ndarray) -> list[Any]:
+    """read(rows) at the rows found (>= 0), None where a key has no row."""
+    out: list[Any] = [None] * len(found)
+    hit = np.flatnonzero(found >= 0)
+    if hit.size:
+        for i, value in zip(hit.tolist(), read(found[hit]), strict=True):
+            out[i] = value
+    return out
+
+
+def explained_row(
+    row: Mapping[str, Any],
+    names: Mapping[tuple[int, int], str],
+    *,
+    video: np.ndarray,
+    caption: np.ndarray | None = None,
+    text: str | None = None,
+    fusion: str,
+    lam: float,
+    **context: Any,
+) -> dict[str, Any]:
+    """One scores row's explanation record (EXPLANATION_FIELDS), from its video's vector
+    and, for a caption variant, its caption's vector and text."""
+    query = explanation_query(video, caption, fusion=fusion, lam=lam)
+    ranked = [
+        (names[(row["split"], c)], s)
+        for c, s in zip(row["topk_classes"][:2], row["topk_scores"][:2], strict=True)
+    ]
+    record = explain_prediction(
+        ranked=ranked, query=query, caption=text,
+        basis=similarity_basis(caption is not None, fusion, lam), **context,
+    )  # fmt: skip
+    return {
+        "split": row["split"],
+        "video_id": row["video_id"],
+        "true_class": names[(row["split"], row["true_class"])],
+        "correct": row["correct"],
+        **record,
+    }

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Key under which zsar stores its provenance block in Parquet key-value metadata.
@@ -153,6 +154,92 @@ def vector_matrix(table: pa.Table, column: str = "vector"):
 def vectors_by_key(table: pa.Table, key: str) -> dict[str, Any]:
     """key -> its row of `vector_matrix(table)` (rows are views, not copies)."""
     return dict(zip(table.column(key).to_pylist(), vector_matrix(table), strict=True))
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of Python values (np.asarray would nest a list of lists)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+class RowGroups:
+    """A Parquet file's rows read by index, a row group at a time: a job that walks a large
+    file in blocks holds one block's row groups, not the file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._file = pq.ParquetFile(path)
+        sizes = [self._file.metadata.row_group(g).num_rows
+                 for g in range(self._file.num_row_groups)]  # fmt: skip
+        self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._cached: tuple[tuple[int, str | None], Any] | None = None
+
+    def _group(self, group: int, column: str | None):
+        if self._cached is None or self._cached[0] != (group, column):
+            columns = None if column is None else [column]
+            self._cached = ((group, column), self._file.read_row_group(group, columns=columns))
+        return self._cached[1]
+
+    def _gather(self, rows, column: str | None, convert):
+        """convert(row group's table) -> array, its rows `rows` (file row indices): the parts
+        read and where each part's rows go."""
+        rows = np.asarray(rows, dtype=np.int64)
+        groups = np.searchsorted(self._starts, rows, side="right") - 1
+        parts, where = [], []
+        for group in np.unique(groups):
+            mine = np.flatnonzero(groups == group)
+            parts.append(convert(self._group(int(group), column))[rows[mine] - self._starts[group]])
+            where.append(mine)
+        return parts, (np.concatenate(where) if where else np.zeros(0, np.int64))
+
+    def records(self, rows) -> list[dict[str, Any]]:
+        """The rows at these file row indices, in the order given, as dicts."""
+        parts, where = self._gather(rows, None, lambda t: _objects(t.to_pylist()))
+        out = np.empty(len(where), dtype=object)
+        if parts:
+            out[where] = np.concatenate(parts)
+        return out.tolist()
+
+
+class KeyedRows(RowGroups):
+    """A Parquet file's rows looked up by a key column, read a row group at a time.
+
+    Only the key column is held whole; `vectors` and `column` read the row groups that
+    hold the rows asked for (the gathered embeddings keep their shards' order, so a block
+    of videos in order touches few row groups; any order is still right, only slower).
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        super().__init__(path)
+        self.keys = self._file.read(columns=[key]).column(key).combine_chunks()
+
+    def rows(self, keys: pa.Array) -> Any:
+        """The row index of each key, -1 where the file has none (first row of a repeated key)."""
+        found = pc.index_in(keys, value_set=self.keys)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+
+    def vectors(self, rows, column: str = "vector"):
+        """[len(rows), D] float32: the list<float> column's value at each row index."""
+        parts, where = self._gather(rows, column, lambda t: vector_matrix(t, column))
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        found = np.concatenate(parts)
+        if np.array_equal(where, np.arange(len(where))):  # rows in file order: no scatter
+            return found
+        out = np.empty_like(found)
+        out[where] = found
+        return out
+
+    def column(self, rows, column: str) -> list[Any]:
+        """The column's value at each row index, as Python values."""
+        parts, where = self._gather(
+            rows, column, lambda t: _objects(t.column(column).to_pylist())
+        )
+        out = np.empty(len(where), dtype=object)
+        if parts:
+            out[where] = np.concatenate(parts)
+        return out.tolist()
 
 
 # Files up to this size are hashed by content; larger ones (videos under a folder adapter's

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from zsar.io import atomic_path, read_json, write_text
+from zsar.io import RowGroups, atomic_path, read_json, write_text
 from zsar.method import HIERARCHY_SEPARATOR
 from zsar.plan import parse_variant_run
 from zsar.references import comparisons, load_references
@@ -524,14 +525,21 @@ def _class_order(classes) -> list[str]:
     return list(dict.fromkeys(c["name"] for c in ordered))
 
 
+# The columns of a scores Parquet the per-class figures read.
+CLASS_PLOT_COLUMNS = ("split", "video_id", "true_class", "predicted_class", "correct", "status")
+
+
 def _evaluated_names(scores, classes) -> tuple[list[str], list[str], list[bool]]:
+    """(true class, predicted class, correct) of the evaluated rows of a scores table (the
+    CLASS_PLOT_COLUMNS), in (split, video_id) order, column by column."""
     names = {(c["split"], c["class_id"]): c["name"] for c in classes}
-    rows = sorted(
-        (r for r in scores if r["status"] == "evaluated"), key=lambda r: (r["split"], r["video_id"])
-    )
-    true = [names[(r["split"], r["true_class"])] for r in rows]
-    pred = [names[(r["split"], r["predicted_class"])] for r in rows]
-    return true, pred, [bool(r["correct"]) for r in rows]
+    rows = scores.filter(pc.equal(scores.column("status"), "evaluated"))
+    rows = rows.take(pc.sort_indices(rows, sort_keys=[("split", "ascending"),
+                                                      ("video_id", "ascending")]))  # fmt: skip
+    split = rows.column("split").to_pylist()
+    true = [names[k] for k in zip(split, rows.column("true_class").to_pylist(), strict=True)]
+    pred = [names[k] for k in zip(split, rows.column("predicted_class").to_pylist(), strict=True)]
+    return true, pred, [bool(c) for c in rows.column("correct").to_pylist()]
 
 
 def run_class_plots_stage(
@@ -545,7 +553,8 @@ def run_class_plots_stage(
 ) -> None:
     """Confusion matrix (most-confused classes when there are many) and per-class accuracy."""
     classes = pq.read_table(classes_path).to_pylist()
-    true, pred, correct = _evaluated_names(pq.read_table(scores_path).to_pylist(), classes)
+    scores = pq.read_table(scores_path, columns=list(CLASS_PLOT_COLUMNS))
+    true, pred, correct = _evaluated_names(scores, classes)
     labels = _class_order(classes)
     matrix = confusion_matrix(true, pred, labels)
     keep = most_confused(matrix, max_classes)
@@ -642,9 +651,16 @@ def run_explanation_pages_stage(
     per_group: int,
     seed: int,
 ) -> None:
-    """One HTML page per group (correct, wrong) with a fixed-seed sample of explanations."""
-    rows = pq.read_table(explanations_path).to_pylist()
-    samples = sample_explanations(rows, per_group, seed)
+    """One HTML page per group (correct, wrong) with a fixed-seed sample of explanations.
+
+    The sample is drawn from three columns (split, video_id, correct); only the rows drawn
+    are read whole, from the row groups that hold them, so the page's memory does not grow
+    with a benchmark's explanations."""
+    light = pq.read_table(explanations_path, columns=["split", "video_id", "correct"])
+    rows = [{**r, "row": i} for i, r in enumerate(light.to_pylist())]
+    drawn = sample_explanations(rows, per_group, seed)
+    whole = RowGroups(explanations_path)
+    samples = {group: whole.records([r["row"] for r in drawn[group]]) for group in GROUPS}
     thumbnails = middle_frames(
         frames_paths, (r["video_id"] for group in samples.values() for r in group)
     )

@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 from zsar import stats
 from zsar.class_names import rules_giving
 from zsar.io import (
+    KeyedRows,
+    concat_tables,
     read_json,
     read_provenance,
-    read_tables,
     vector_matrix,
-    vectors_by_key,
     write_json,
     write_parquet,
 )
@@ -34,7 +34,15 @@ from zsar.method import (  # noqa: F401 - normalize is part of this module's int
     kind_weights,
     normalize,
 )
-from zsar.metrics import METRICS, VideoHits, accuracy_metrics, counted_hits, mean_std, rank_classes
+from zsar.metrics import (
+    METRICS,
+    VideoHits,
+    counted_hits,
+    hit_metrics,
+    mean_std,
+    rank_classes,
+    ranked_correct,
+)
 from zsar.protocol import artifact_protocol, check_protocol, expected_protocol
 from zsar.provenance import provenance
 
@@ -59,11 +67,30 @@ def build_class_vectors(
         mask = kinds == kind
         if not mask.any():
             continue
-        sums = np.zeros((num_classes, dim), dtype=np.float64)
-        np.add.at(sums, owners[mask], vectors[mask].astype(np.float64))
+        sums = class_sums(vectors[mask], owners[mask], num_classes)
         counts = np.bincount(owners[mask], minlength=num_classes)[:, None]
         out += weight * np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     return normalize(out)
+
+
+def class_sums(vectors: np.ndarray, owners: np.ndarray, num_classes: int) -> np.ndarray:
+    """[num_classes, D] float64: each class's text vectors summed, in their row order.
+
+    The same additions in the same order as np.add.at(zeros, owners, vectors), hence the
+    same bits, without its per-row cost (a 700-class benchmark's 28 name templates made it
+    a second per job): the rows are grouped by a stable sort and each group summed by
+    np.add.reduceat, row after row."""
+    sums = np.zeros((num_classes, vectors.shape[1]), dtype=np.float64)
+    if len(owners) == 0:
+        return sums
+    order = np.argsort(owners, kind="stable")
+    grouped = owners[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    # 0.0 + as np.add.at starts from a zero: a sum of -0.0 reads +0.0 there too.
+    sums[grouped[starts]] = 0.0 + np.add.reduceat(
+        vectors[order].astype(np.float64), starts, axis=0
+    )
+    return sums
 
 
 def score_videos(
@@ -106,14 +133,16 @@ SCORES_SCHEMA = pa.schema(
 )
 
 
+# The columns of the class texts that scoring reads (not the texts themselves).
+CLASS_TEXT_COLUMNS = ("kind", "owner", "vector", "template")
+
+
 def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[str, float]):
     """Class vectors for one split's class list (in class-id order)."""
-    index = {name: i for i, name in enumerate(class_names)}
-    owners_all = class_texts.column("owner").to_pylist()
-    keep = [i for i, owner in enumerate(owners_all) if owner in index]
-    table = class_texts.take(keep)
+    found = pc.index_in(class_texts.column("owner"), value_set=pa.array(class_names))
+    table = class_texts.filter(pc.is_valid(found))
     vectors = vector_matrix(table)
-    owners = np.asarray([index[o] for o in table.column("owner").to_pylist()], dtype=np.int64)
+    owners = found.drop_null().to_numpy().astype(np.int64)
     kinds = np.asarray(table.column("kind").to_pylist())
     return build_class_vectors(vectors, owners, kinds, len(class_names), weights)
 
@@ -147,18 +176,60 @@ def score_with_templates(
     return TEMPLATE_COMBINES[combine].merge(scores, scale)
 
 
-def _video_status(row_exists: bool, has_embedding: bool) -> str:
-    if has_embedding:
-        return "evaluated"
-    return "failed" if row_exists else "missing"
+# How many score cells (videos x classes, float64) one block of videos holds per set of
+# class vectors: a scoring job ranks its videos block by block, so its memory does not grow
+# with their number (32 MB a set; 2,000 rows of a 700-class split).
+BLOCK_CELLS = 4_000_000
+
+
+def block_rows(classes: int, sets: int = 1) -> int:
+    """Videos per block for `classes` classes and `sets` sets of class vectors."""
+    return max(64, BLOCK_CELLS // max(1, classes * sets))
+
+
+def _ranked_blocks(
+    at: np.ndarray, video_ids: pa.Array, videos, captions, vector_sets, keep: int, **scoring
+):
+    """(ranked classes [n, keep], their scores, has caption or None) of the videos at file
+    rows `at`, scored a block at a time (score_with_templates, then one partial sort)."""
+    n = len(at)
+    ranked = np.zeros((n, keep), dtype=np.int64)
+    best = np.zeros((n, keep), dtype=np.float64)
+    has_caption = None if captions is None else np.zeros(n, dtype=bool)
+    step = block_rows(vector_sets[0].shape[0], len(vector_sets))
+    for start in range(0, n, step):
+        block = slice(start, min(n, start + step))
+        v = videos.vectors(at[block]).astype(np.float64)
+        t = mine = None
+        if captions is not None:
+            found = captions.rows(video_ids[block])
+            mine = found >= 0
+            # A video without a caption is fused with zeros, then scored on v alone.
+            t = np.zeros_like(v)
+            if mine.any():
+                t[mine] = captions.vectors(found[mine])
+            has_caption[block] = mine
+        scores = score_with_templates(v, vector_sets, captions=t, has_caption=mine, **scoring)
+        ranked[block] = rank_classes(scores, keep)
+        best[block] = np.take_along_axis(scores, ranked[block], axis=1)
+    return ranked, best, has_caption
+
+
+def _list_column(values: np.ndarray, counts: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """A list column whose row i holds the next counts[i] of `values` (flattened)."""
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1), type_))
 
 
 def score_split(
-    split_rows: list[dict],
+    split: int,
+    video_ids: pa.Array,
+    labels: np.ndarray,
+    exists: np.ndarray,
     class_names: list[str],
-    videos: dict[str, np.ndarray],
+    videos,
     class_vectors: np.ndarray | list[np.ndarray],
-    captions: dict[str, np.ndarray] | None,
+    captions=None,
     *,
     fusion: str,
     lam: float,
@@ -166,84 +237,71 @@ def score_split(
     failure_policy: str,
     combine: str = "embedding_mean",
     scale: float = 100.0,
-) -> tuple[list[dict], dict[str, Any]]:
-    """Score one split's videos; returns the score rows and the split's metrics.
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Score one split's videos; returns the score rows (SCORES_SCHEMA: the evaluated videos,
+    then the others, each in the given order) and the split's metrics.
 
-    class_vectors: one [C, D] set, or one per name template (class_vector_sets), merged by
-    `combine`.
+    video_ids, labels (class ids) and exists: the split's manifest rows, sorted by video id.
+    videos and captions: zsar.io.KeyedRows of the embeddings (captions None for a variant
+    without them). class_vectors: one [C, D] set, or one per name template
+    (class_vector_sets), merged by `combine`. Each video is ranked once, for its top-1,
+    top-5 and the `topk` classes its row keeps.
     """
     vector_sets = class_vectors if isinstance(class_vectors, list) else [class_vectors]
-    status = [_video_status(r["exists"], r["video_id"] in videos) for r in split_rows]
-    evaluated = [r for r, s in zip(split_rows, status, strict=True) if s == "evaluated"]
-    dim = vector_sets[0].shape[1]
-    v = np.asarray([videos[r["video_id"]] for r in evaluated], dtype=np.float64).reshape(-1, dim)
-    t = has_caption = None
-    if captions is not None:
-        has_caption = np.asarray([r["video_id"] in captions for r in evaluated], dtype=bool)
-        zero = np.zeros(dim, dtype=np.float32)
-        t = np.asarray(
-            [captions.get(r["video_id"], zero) for r in evaluated], dtype=np.float64
-        ).reshape(-1, dim)
-    scores = score_with_templates(
-        v, vector_sets, combine=combine, scale=scale,
-        captions=t, has_caption=has_caption, fusion=fusion, lam=lam,
-    )
-    labels = np.asarray([r["class_id"] for r in evaluated], dtype=np.int64)
-    valid = np.ones(len(evaluated), bool)
+    at = videos.rows(video_ids)
+    evaluated = at >= 0
+    status = np.where(evaluated, "evaluated", np.where(exists, "failed", "missing"))
+    n_eval = int(evaluated.sum())
+    keep = min(max(topk, 5), len(class_names))
+    ranked, best, has_caption = _ranked_blocks(
+        at[evaluated], video_ids.filter(pa.array(evaluated)), videos, captions, vector_sets,
+        keep, fusion=fusion, lam=lam, combine=combine, scale=scale,
+    )  # fmt: skip
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.concatenate([np.flatnonzero(evaluated), np.flatnonzero(~evaluated)])
+    top1 = ranked_correct(ranked, labels[evaluated], 1)
+    top5 = ranked_correct(ranked, labels[evaluated], 5)
+    lost = len(order) - n_eval
+    valid = None
     if failure_policy == "count_as_wrong":
-        lost = [r for r, s in zip(split_rows, status, strict=True) if s != "evaluated"]
-        scores = np.vstack([scores, np.zeros((len(lost), len(class_names)))])
-        labels = np.concatenate([labels, [r["class_id"] for r in lost]]).astype(np.int64)
-        valid = np.concatenate([valid, np.zeros(len(lost), bool)])
-    metrics = accuracy_metrics(scores, labels, valid=valid)
+        # Failed and missing videos count, as wrong in every metric.
+        top1, top5 = (np.concatenate([h, np.zeros(lost, bool)]) for h in (top1, top5))
+        valid = np.concatenate([np.ones(n_eval, bool), np.zeros(lost, bool)])
+        metrics = hit_metrics(top1, top5, labels[order], valid=valid)
+    else:
+        metrics = hit_metrics(top1, top5, labels[evaluated])
     counts = {
-        "videos": len(split_rows),
-        "evaluated": len(evaluated),
-        "failed": status.count("failed"),
-        "missing": status.count("missing"),
-        "excluded": 0 if failure_policy == "count_as_wrong" else len(split_rows) - len(evaluated),
-        "counted_as_wrong": len(split_rows) - len(evaluated)
-        if failure_policy == "count_as_wrong"
-        else 0,
+        "videos": len(order),
+        "evaluated": n_eval,
+        "failed": int((status == "failed").sum()),
+        "missing": int((status == "missing").sum()),
+        "excluded": 0 if failure_policy == "count_as_wrong" else lost,
+        "counted_as_wrong": lost if failure_policy == "count_as_wrong" else 0,
     }
     if has_caption is not None:
         counts["without_caption"] = int((~has_caption).sum())
 
-    ranked = (
-        rank_classes(scores[: len(evaluated)], topk) if len(evaluated) else np.zeros((0, 0), int)
+    shown = min(topk, len(class_names))
+    predicted = np.concatenate([ranked[:, 0] if n_eval else np.zeros(0, np.int64),
+                                np.full(lost, -1)])  # fmt: skip
+    names = pa.array([*class_names, ""], pa.string())
+    listed = np.concatenate([np.full(n_eval, shown), np.zeros(lost, np.int64)])
+    table = pa.Table.from_arrays(
+        [
+            pa.array(np.full(len(order), split), pa.int32()),
+            video_ids.take(pa.array(order)),
+            pa.array(labels[order], pa.int32()),
+            pa.array(predicted, pa.int32()),
+            names.take(pa.array(np.where(predicted >= 0, predicted, len(class_names)))),
+            _list_column(ranked[:, :shown], listed, pa.int32()),
+            _list_column(best[:, :shown], listed, pa.float32()),
+            pa.array(np.concatenate([ranked_correct(ranked, labels[evaluated], 1)[:n_eval],
+                                     np.zeros(lost, bool)])),  # fmt: skip
+            pa.array(status[order].tolist(), pa.string()),
+        ],
+        schema=SCORES_SCHEMA,
     )
-    rows = []
-    for i, r in enumerate(evaluated):
-        top = ranked[i]
-        rows.append(
-            {
-                "split": r["split"],
-                "video_id": r["video_id"],
-                "true_class": r["class_id"],
-                "predicted_class": int(top[0]),
-                "predicted_name": class_names[int(top[0])],
-                "topk_classes": [int(c) for c in top],
-                "topk_scores": [float(scores[i, c]) for c in top],
-                "correct": bool(top[0] == r["class_id"]),
-                "status": "evaluated",
-            }
-        )
-    for r, s in zip(split_rows, status, strict=True):
-        if s != "evaluated":
-            rows.append(
-                {
-                    "split": r["split"],
-                    "video_id": r["video_id"],
-                    "true_class": r["class_id"],
-                    "predicted_class": -1,
-                    "predicted_name": "",
-                    "topk_classes": [],
-                    "topk_scores": [],
-                    "correct": False,
-                    "status": s,
-                }
-            )
-    return rows, {**metrics, "counts": counts}
+    return table, {**metrics, "counts": counts}
 
 
 def summarise_splits(per_split: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -354,20 +412,22 @@ def run_scoring_stage(
     else. Each accuracy gets its bootstrap interval (`ci`), computed from the score rows.
     """
     variant = VARIANTS[params["variant"]]
-    manifest = pq.read_table(inputs["manifest"]).to_pylist()
+    # Only the columns scoring reads: no paths, no caption or prompt texts.
+    manifest = pq.read_table(inputs["manifest"], columns=["video_id", "class_id", "split",
+                                                          "exists"])  # fmt: skip
     classes = pq.read_table(inputs["classes"]).to_pylist()
     protocol = scored_protocol(inputs, chain or {}, class_rules, classes)
-    videos = vectors_by_key(pq.read_table(inputs["videos"], columns=["video_id", "vector"]),
-                            "video_id")
+    videos = KeyedRows(inputs["videos"], "video_id")
     # Name prompts for every variant; descriptor sentences only where the variant uses them.
-    class_texts = read_tables([inputs["class_names"], inputs.get("class_texts")])
-    captions = None
-    if variant.caption:
-        captions = vectors_by_key(pq.read_table(inputs["captions"]), "owner")
+    class_texts = concat_tables([
+        pq.read_table(p, columns=[c for c in CLASS_TEXT_COLUMNS if c in pq.read_schema(p).names])
+        for p in (inputs["class_names"], inputs.get("class_texts")) if p is not None
+    ])  # fmt: skip
+    captions = KeyedRows(inputs["captions"], "owner") if variant.caption else None
     weights = kind_weights(variant.kinds, params["weights"])
     descriptors = read_json(inputs["descriptors"]) if variant.uses_descriptors else {}
 
-    all_rows: list[dict] = []
+    tables: list[pa.Table] = []
     per_split: dict[int, dict[str, Any]] = {}
     classes_per_split: dict[int, int] = {}
     for split in sorted({c["split"] for c in classes}):
@@ -379,11 +439,13 @@ def run_scoring_stage(
         ]
         combine = params.get("combine", "embedding_mean")
         class_vectors = class_vector_sets(class_texts, names, weights, combine)
-        split_rows = sorted(
-            (r for r in manifest if r["split"] == split), key=lambda r: r["video_id"]
-        )
-        rows, metrics = score_split(
-            split_rows,
+        rows = manifest.filter(pc.equal(manifest.column("split"), split))
+        rows = rows.take(pc.sort_indices(rows, sort_keys=[("video_id", "ascending")]))
+        table, metrics = score_split(
+            split,
+            rows.column("video_id").combine_chunks(),
+            rows.column("class_id").to_numpy(),
+            rows.column("exists").to_numpy(zero_copy_only=False).astype(bool),
             names,
             videos,
             class_vectors,
@@ -395,13 +457,13 @@ def run_scoring_stage(
             combine=combine,
             scale=float(params.get("scale", 100.0)),
         )
-        all_rows += rows
+        tables.append(table)
         per_split[split] = metrics
         classes_per_split[split] = len(names)
 
     # The intervals, from the scores table as the Parquet holds it (and the compare rule
     # reads it).
-    table = pa.Table.from_pylist(all_rows, schema=SCORES_SCHEMA)
+    table = pa.concat_tables(tables).combine_chunks() if tables else SCORES_SCHEMA.empty_table()
     hits = counted_hits(
         table, failure_policy=params["failure_policy"], classes_per_split=classes_per_split
     )
