@@ -307,15 +307,15 @@ def test_every_record_of_a_multi_view_stride_run_states_what_its_embeddings_were
 
 
 def test_the_readmes_preflight_command_as_typed(tmp_path):
-    """The README's `zsar config --check-reference` command, continued lines joined, with
-    its data root pointed at one holding the real UCF101 lists."""
+    """docs/protocols.md's `zsar config --check-reference` command, continued lines joined,
+    with its data root pointed at one holding the real UCF101 lists."""
     if not (LISTS / "vificlip-splits").is_dir():
         pytest.skip(f"needs the real benchmark lists in {LISTS}")
     import re
     import shlex
     import subprocess
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "protocols.md").read_text()
     (typed,) = [
         line for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
         for line in re.sub(r"\\\n\s*", "", block).splitlines()

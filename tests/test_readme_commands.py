@@ -1,6 +1,7 @@
-"""The README's real-run commands, copied as they are, plan a run (Snakemake dry runs) on a
-data root laid out the way the README says: real split lists and label files from
-../shared/benchmark-lists, videos in the archive's class folders."""
+"""The README's real-run commands and the SLURM page's, copied as they are, plan a run
+(Snakemake dry runs) on a data root laid out the way they say: UCF101 as its official
+archives unpack (helpers.official_layouts), K400 with ViFi-CLIP's lists; real list files
+from ../shared/benchmark-lists."""
 
 from __future__ import annotations
 
@@ -10,26 +11,32 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.official_layouts import official_ucf101
 from helpers.workflow import BENCHMARK_LISTS, REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow  # runs the workflow
 
-README_SECTIONS = ("## Running a real benchmark", "## Running on a SLURM cluster")
-# The benchmarks the commands name, with the files the README says to put in their folder.
+# (page, the heading its real-run commands follow; None: the whole page)
+SECTIONS = (("README.md", "## A real run"), ("docs/slurm.md", None))
+# The files the SLURM page says to put in a benchmark's folder (ViFi-CLIP's lists).
 LISTS = {
-    "ucf101": [f"vificlip-splits/ucf_splits_val{k}.txt" for k in (1, 2, 3)]
-    + ["vificlip-labels/ucf_101_labels.csv"],
     "k400": ["vificlip-splits/k400_splits_val.txt", "vificlip-labels/kinetics_400_labels.csv"],
 }
 
 
+def section_text(page: str, heading: str | None) -> str:
+    text = (REPO / page).read_text()
+    if heading is None:
+        return text
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
 def readme_commands() -> list[str]:
-    """Every `snakemake ...` command in the README's real-run sections, as one line each."""
-    readme = (REPO / "README.md").read_text()
+    """Every `snakemake ...` command of the README's real run and of the SLURM page, as one
+    line each."""
     commands = []
-    for heading in README_SECTIONS:
-        section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
-        for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+    for page, heading in SECTIONS:
+        for block in re.findall(r"```sh\n(.*?)```", section_text(page, heading), re.S):
             text = re.sub(r"\\\n\s*", "", block)  # join continued lines
             commands += [line.strip() for line in text.splitlines()
                          if line.strip().startswith("snakemake ")]
@@ -41,6 +48,7 @@ def data_root(tmp_path_factory) -> Path:
     if not BENCHMARK_LISTS.is_dir():
         pytest.skip(f"{BENCHMARK_LISTS} is not here")
     root = tmp_path_factory.mktemp("data")
+    official_ucf101(root, classes=1)  # the README's layout: the archives as they unpack
     for dataset, files in LISTS.items():
         folder = root / dataset
         folder.mkdir()

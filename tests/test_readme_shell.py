@@ -1,7 +1,7 @@
-"""Every shell command in the README, copied as it is into a fresh shell after `make demo`
-(which built .venv), finds its program: the README says to activate .venv right after its
-first two commands, and this test does what it says, in a shell started with an empty
-environment."""
+"""Every shell command in the README and in docs/*.md, copied as it is into a fresh shell
+after `make demo` (which built .venv), finds its program: the README says to activate .venv
+right after its first two commands, and this test does what it says, in a shell started with
+an empty environment. The README stays short enough to read in five minutes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+# The pages a user reads: the README and the docs it links (DESIGN.md is for developers,
+# but its commands must work as well).
+PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
+README_MAX_LINES = 300
 ACTIVATE = "source .venv/bin/activate"
 # Shell words that are no program to look up.
 BUILTINS = {"source", "cd", "export"}
@@ -58,7 +62,8 @@ def test_the_readme_says_to_activate_the_venv_right_after_its_first_commands():
 def test_every_readme_shell_command_finds_its_program():
     if not (REPO / ".venv" / "bin" / "activate").is_file():
         pytest.skip("no .venv here: `make demo` or `make test` builds it")
-    every = [c for block in shell_blocks(README.read_text()) for c in commands(block)]
+    every = [c for page in PAGES for block in shell_blocks(page.read_text())
+             for c in commands(block)]
     assert len(every) >= 20, every
     programs = sorted({program(c) for c in every} - BUILTINS)
     assert {"make", "snakemake", "zsar", "bash", "python"} <= set(programs), programs
@@ -81,3 +86,21 @@ def test_every_readme_shell_command_finds_its_program():
     assert not unknown_targets, f"make targets the Makefile lacks: {unknown_targets}"
     scripts = [shlex.split(c)[1] for c in every if program(c) == "bash"]
     assert all((REPO / path).is_file() for path in scripts), scripts
+
+
+def test_the_readme_is_short_and_runs_a_benchmark_before_the_statistics():
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES
+    headings = re.findall(r"^## (.*)$", text, re.M)
+    assert headings[1].startswith("A real run"), headings
+    assert "intervals" not in " ".join(headings[:2]).lower()
+
+
+def test_every_page_the_readme_links_is_there():
+    linked = re.findall(r"\]\(((?:docs/)?[\w.-]+\.md)(?:#[\w-]+)?\)", README.read_text())
+    assert len(linked) >= 10, linked
+    missing = [path for path in linked if not (REPO / path).is_file()]
+    assert not missing, missing
+    # And every docs page is linked from the README.
+    pages = {f"docs/{p.name}" for p in PAGES[1:]}
+    assert pages <= set(linked), pages - set(linked)

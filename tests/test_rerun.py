@@ -84,10 +84,10 @@ def test_a_finished_run_has_nothing_left_to_do(demo):
     assert dry_run(demo, RUN_ARGS) == {}
 
 
-def test_the_readme_table_is_the_cases_table():
-    readme = (REPO / "README.md").read_text()
-    assert rerun_cases.markdown_table() in readme, (
-        "README's 'What re-runs when' table is out of date: paste the output of "
+def test_the_docs_table_is_the_cases_table():
+    page = (REPO / "docs" / "cache.md").read_text()
+    assert rerun_cases.markdown_table() in page, (
+        "docs/cache.md's 'What re-runs when' table is out of date: paste the output of "
         "`python tests/helpers/rerun_cases.py`"
     )
 

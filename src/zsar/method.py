@@ -3,7 +3,7 @@
 Everything that names one of these derives it from here: the scoring and the explanations
 (the fusion), the descriptors and embedding stages (the kinds), the config schema's enums
 (zsar.config), `zsar predict`'s choices, the workflow's inputs and params per variant
-(workflow/rules/common.smk) and the README's variant table. Adding a fusion mode, a kind of
+(workflow/rules/common.smk) and docs/protocols.md's variant table. Adding a fusion mode, a kind of
 descriptor or a variant is an entry here (plus, for a kind, its prompt in the LLM prompt set).
 
 The reference formula (docs/DESIGN.md):

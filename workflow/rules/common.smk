@@ -1,8 +1,8 @@
 # Helpers shared by all rule files (the resolved run plan, paths, input functions) and each
 # job's cache key.
 #
-# The cache key of a job is what its output depends on and nothing else (README, "What
-# re-runs when"): its input files (by content where Snakemake can checksum them), its
+# The cache key of a job is what its output depends on and nothing else (docs/cache.md,
+# "What re-runs when"): its input files (by content where Snakemake can checksum them), its
 # params, and its code version. Params hold the config values the job reads (never batch
 # sizes, workers or devices), a model's identity (never its description), and `code`, a
 # hash of what the rule's script computes with (zsar.provenance.code_version). The profiles
@@ -201,7 +201,7 @@ def replanned_after_manifest(wildcards):
     planned only once keeps a reason to run that may since have gone away (its input's
     producer turned out not to need a run). The rules that decode, caption or embed videos
     list this file, so they are planned again too: videos moved to a new root re-run the
-    manifest and none of them (README, "What re-runs when").
+    manifest and none of them (docs/cache.md).
     """
     return ancient(f"results/{wildcards.dataset}/video_files.tsv")
 
