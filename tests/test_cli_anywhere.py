@@ -2,11 +2,15 @@
 already runs: they read the checkout's config/ (or --workdir's); files the user names stay
 relative to where the command runs."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 from helpers.workflow import REPO
+
+BIN = Path(sys.executable).parent
 
 
 def zsar(cwd, *args):
@@ -41,3 +45,13 @@ def test_a_workdir_without_the_registry_is_one_line(tmp_path):
         "zsar models: error: config/models.yaml: [Errno 2] No such file or directory: "
         "'config/models.yaml'"
     ]
+
+
+def test_the_configuration_pages_command_as_typed(tmp_path):
+    """docs/configuration.md's `zsar config` command, typed in another folder."""
+    page = (REPO / "docs" / "configuration.md").read_text()
+    (typed,) = [line for line in page.splitlines() if line.startswith("zsar config config/")]
+    proc = subprocess.run(["bash", "-c", typed], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(proc.stdout)["datasets"] == ["ucf101"]

@@ -120,3 +120,22 @@ def test_the_demo_tables_have_a_row_per_backbone_and_variant(demo):
     for backbone in ("tiny-clip", "tiny-clip-b"):
         for variant in ("baseline", "+descriptors", "+hierarchy", "+caption", "full"):
             assert f"| demo | {backbone} | {variant} |" in table
+
+
+def test_the_readmes_demo_predict_command_as_typed(demo):
+    """The README's `zsar predict` command on the demo, typed in the finished demo's folder."""
+    import os
+    import subprocess
+    import sys
+
+    readme = (REPO / "README.md").read_text()
+    (typed,) = [
+        line for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+        for line in re.sub(r"\\\n\s*", "", block).splitlines()
+        if line.startswith("zsar predict resources/demo/")
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", typed], cwd=demo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rotating_0.mp4" in proc.stdout and "caption:" in proc.stdout.lower()
