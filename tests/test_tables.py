@@ -110,7 +110,8 @@ def test_csv_has_numeric_columns_in_fixed_order():
     # A record without intervals (made before zsar computed them) leaves their columns empty.
     assert row.startswith("ucf101,b16,baseline,,,3,3,0.500000,0.010000,,,0.800000")
     assert "top1_split3" in header and header.endswith(
-        "notes,zero_shot,published_top1,published_delta,published_source,config_hash")
+        "evaluated,failed,missing,excluded,descriptor_fallbacks,notes,demo_models,zero_shot,"
+        "published_top1,published_delta,published_source,config_hash")
 
 
 def test_settings_that_differ_between_rows_name_the_rows():

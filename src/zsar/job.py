@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from zsar.backbones import load_backbone
 from zsar.devices import preferred_device
 from zsar.provenance import provenance
-from zsar.registry import get_entry, load_registry
+from zsar.registry import get_entry, load_registry, model_origin
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries whose INFO lines are one per request or per file: noise in a job's log.
@@ -52,8 +52,27 @@ def job_backbone(smk):
     entry = model_entry(smk, "backbones", smk.wildcards.backbone)
     backbone = load_backbone(entry, smk.config["resources"], preferred_device())
     block = provenance({"backbone": smk.params.backbone}, model=entry["name"],
-                       extra={"code_version": smk.params.code})
+                       extra={"code_version": smk.params.code, "models": job_models(smk)})
     return backbone, block
+
+
+# The job's wildcard that names a model -> its registry section; the key is the model's
+# role in a metrics record's `models`.
+MODEL_WILDCARDS = {"backbone": "backbones", "captioner": "captioners", "llm": "llms"}
+
+
+def job_models(smk) -> dict:
+    """role -> zsar.registry.model_origin of each model the job's wildcards name: an
+    embedding job records the captioner or LLM whose texts it embeds as well, so the score
+    job reads from its inputs alone whether a demo model made them. Here, not in the stages'
+    own modules: this module is no part of their code version, so recording it re-runs
+    nothing already made."""
+    return {
+        role: model_origin(model_entry(smk, section, getattr(smk.wildcards, role)),
+                           smk.config["resources"])
+        for role, section in MODEL_WILDCARDS.items()
+        if role in smk.wildcards.keys()
+    }
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import argparse
 import copy
 import functools
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -197,6 +198,17 @@ def model_dir(resources: str | os.PathLike, name: str) -> Path:
 def ready_path(resources: str | os.PathLike, name: str) -> Path:
     """The file fetch_model writes last into a model's folder (the rule's output)."""
     return model_dir(resources, name) / READY_FILE
+
+
+def model_origin(entry: Mapping[str, Any], resources: str | os.PathLike) -> dict[str, Any]:
+    """What a stage records of a model it ran with, for the records made downstream: its
+    name, and `demo`: whether its outputs mean nothing. That is so for random weights (the
+    ready file fetch_model wrote says they were built, zsar.tiny) and for an entry the
+    registry marks `demo` (the demo's hand-written descriptors, which no ready file names).
+    """
+    ready = ready_path(resources, entry["name"])
+    fetched_by = json.loads(ready.read_text()).get("fetched_by") if ready.is_file() else None
+    return {"name": entry["name"], "demo": bool(entry.get("demo")) or fetched_by == "build"}
 
 
 # --- `zsar models` --------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from zsar.tables import (
     ablation_pivot,
     comparison_table,
     comparisons_in,
+    demo_meaning,
     display_cell,
     footnote_lines,
     pivot_notes,
@@ -347,6 +348,7 @@ def tables_html(
         + published
         + "\n<h2>All runs</h2>\n"
         + full
+        + "".join(f"<p class=\"muted\">{_esc(line)}</p>" for line in demo_meaning(rows))
         + f"\n<h2>Settings</h2>\n<ul class=\"muted\">{settings}</ul>"
         + (f"\n<h2>Left out</h2>\n<ul class=\"muted\">{skipped}</ul>" if skipped else "")
     )

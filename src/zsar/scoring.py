@@ -43,6 +43,7 @@ from zsar.metrics import (
     rank_classes,
     ranked_correct,
 )
+from zsar.model_origins import recorded_models
 from zsar.protocol import artifact_protocol, check_protocol, expected_protocol
 from zsar.provenance import provenance
 
@@ -384,6 +385,13 @@ def scored_protocol(
     return made
 
 
+def scored_models(inputs: Mapping[str, str], chain: Mapping[str, Any]) -> dict[str, Any]:
+    """role -> name and `demo` of each model that made the embeddings scored, as the
+    embedding jobs recorded it (zsar.model_origins)."""
+    embedded = ("videos", "class_names", "class_texts", "captions")
+    return recorded_models([read_provenance(inputs[k]) for k in embedded if inputs.get(k)], chain)
+
+
 def run_scoring_stage(
     inputs: Mapping[str, str],
     params: Mapping[str, Any],
@@ -490,6 +498,7 @@ def run_scoring_stage(
         **summarise_splits(per_split),
         "ci": mean_ci,
         "descriptor_fallbacks": fallbacks,
+        "models": scored_models(inputs, chain or {}),
         "provenance": provenance(
             {
                 "chain": dict(chain or {}),

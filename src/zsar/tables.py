@@ -31,6 +31,7 @@ from typing import Any
 from zsar.io import read_json, write_text
 from zsar.method import VARIANTS
 from zsar.metrics import METRICS
+from zsar.model_origins import demo_models
 from zsar.provenance import config_hash
 from zsar.references import (
     Reference,
@@ -51,6 +52,7 @@ COLUMNS = (
     "splits",
     *METRICS,
     "evaluated",
+    "failed",
     "missing",
     "excluded",
     "descriptor_fallbacks",
@@ -105,9 +107,21 @@ def missing_share(record: Mapping[str, Any]) -> float:
     return counts.get("missing", 0) / counts["videos"] if counts.get("videos") else 0.0
 
 
+# A row made with a demo model (zsar.model_origins) says so first in its notes, in every
+# format; the tables also say once what that means (demo_meaning).
+DEMO_NOTE = "demo models"
+DEMO_MEANING = (
+    "demo models (random weights, or the demo's hand-written descriptors): their numbers "
+    "test the code and are no result."
+)
+
+
 def row_notes(record: Mapping[str, Any], warn_missing_share: float) -> list[str]:
     """Flags a reader must see beside the numbers."""
     notes = []
+    demo = demo_models(record)
+    if demo:
+        notes.append(f"{DEMO_NOTE}: {', '.join(demo)}")
     if seen_classes(record):
         notes.append(f"not zero-shot: {record['backbone']} was trained on {record['dataset']}")
     share = missing_share(record)
@@ -233,10 +247,12 @@ def table_rows(
             "splits": len(rec["splits"]),
             "splits_with_results": rec.get("splits_with_results", len(rec["splits"])),
             "evaluated": counts["evaluated"],
+            "failed": counts.get("failed", 0),
             "missing": counts.get("missing", 0),
             "excluded": counts.get("excluded", 0),
             "descriptor_fallbacks": rec.get("descriptor_fallbacks"),
             "notes": row_notes(rec, warn_missing_share),
+            "demo_models": demo_models(rec),
             "zero_shot": not seen_classes(rec),
             "published_top1": matched[0].reference.top1 if matched else None,
             "published_delta": matched[0].delta if matched else None,
@@ -417,6 +433,19 @@ def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
+def backbone_cell(backbone: str, demo: Any) -> str:
+    """The backbone as the pivot and the per-split table show it: marked where the row's
+    numbers come from demo models (the full table says it in the row's notes)."""
+    return f"{backbone} ({DEMO_NOTE})" if demo else backbone
+
+
+def demo_meaning(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the demo mark means, where a row was made with demo models."""
+    if not any(r["demo_models"] for r in rows):
+        return []
+    return [f'Rows noted "{DEMO_NOTE}" were made with {DEMO_MEANING}']
+
+
 def ablation_pivot(
     records: Sequence[Mapping[str, Any]],
     metric: str = "top1",
@@ -434,7 +463,7 @@ def ablation_pivot(
     body = []
     for (dataset, backbone), by_run in cells.items():
         base = by_run.get("baseline")
-        row = [dataset, backbone]
+        row = [dataset, backbone_cell(backbone, any(map(demo_models, by_run.values())))]
         for run in runs:
             rec = by_run.get(run)
             if rec is None:
@@ -509,6 +538,7 @@ def comparison_table(
     exact p raw and Holm-adjusted, and MARK where significant."""
     paired = paired_comparisons(records, compared)
     order = {(r["dataset"], r["backbone"], r["run"]): row_key(r) for r in records}
+    demo = {(r["dataset"], r["backbone"]) for r in records if demo_models(r)}
     body = []
     for key in sorted(paired, key=lambda k: (order[(*k[:2], k[3])], order[(*k[:2], k[2])])):
         item = paired[key].get(metric)
@@ -516,7 +546,8 @@ def comparison_table(
             continue
         interval = format_interval([item.get("ci_low"), item.get("ci_high")], signed=True)
         body.append([
-            key[0], key[1], f"{run_label(key[3])} − {run_label(key[2])}",
+            key[0], backbone_cell(key[1], key[:2] in demo),
+            f"{run_label(key[3])} − {run_label(key[2])}",
             f"{100 * item['difference']:+.1f}{interval}", str(item["videos"]),
             str(item["only_a"]), str(item["only_b"]), f"{item['mcnemar_p']:.3g}",
             f"{item['mcnemar_p_holm']:.3g}", MARK if item["significant"] else "",
@@ -541,7 +572,8 @@ def per_split_table(rows: Sequence[Mapping[str, Any]], metric: str = "top1") -> 
             value = row.get(f"{metric}_split{s}")
             ci = [row.get(f"{metric}_split{s}_ci_low"), row.get(f"{metric}_split{s}_ci_high")]
             cells.append("—" if value is None else f"{100 * value:.1f}{format_interval(ci)}")
-        body.append([row["dataset"], row["backbone"], display_cell(row, "variant"), *cells])
+        body.append([row["dataset"], backbone_cell(row["backbone"], row["demo_models"]),
+                     display_cell(row, "variant"), *cells])
     return _markdown_table(["dataset", "backbone", "variant", *(f"split {s}" for s in splits)],
                            body)
 
@@ -593,6 +625,7 @@ def to_markdown(
     what its marks mean, the paired comparisons and the published numbers."""
     lines = ["# zsar results", ""]
     lines += _markdown_table(list(COLUMNS), [[display_cell(r, c) for c in COLUMNS] for r in rows])
+    lines += [line for meaning in demo_meaning(rows) for line in ("", meaning)]
     split_lines = per_split_table(rows)
     if split_lines:
         lines += ["", "## Top-1 (%) per split", "", *split_lines]
@@ -628,7 +661,8 @@ def csv_fields(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     fields += sorted({k for r in rows for k in r if SPLIT_FIELD.fullmatch(k)},
                      key=_split_field_order)
     fields += [f"top1_gain{key}" for key in GAIN_FIELDS]
-    fields += ["evaluated", "missing", "excluded", "descriptor_fallbacks", "notes", "zero_shot",
+    fields += ["evaluated", "failed", "missing", "excluded", "descriptor_fallbacks", "notes",
+               "demo_models", "zero_shot",
                "published_top1", "published_delta", "published_source", "config_hash"]
     return fields
 
@@ -690,6 +724,8 @@ def to_latex(rows: list[dict[str, Any]], footnotes: Sequence[str]) -> str:
         cells = [_latex_escape(display_cell(row, c)).replace("±", r"$\pm$") for c in columns]
         if not row["zero_shot"]:
             cells[0] += r"$^{*}$"
+        if row["demo_models"]:
+            cells[1] += r"$^{\ddagger}$"
         if row.get("top1_gain_significant"):
             cells[columns.index("top1")] += r"$^{\dagger}$"
         lines.append(" & ".join(cells) + r" \\")
@@ -700,6 +736,8 @@ def to_latex(rows: list[dict[str, Any]], footnotes: Sequence[str]) -> str:
         r"\caption{Zero-shot action recognition. "
         + (r"$^{*}$Not zero-shot: the backbone was trained on this dataset's classes. "
            if any(not row["zero_shot"] for row in rows) else "")
+        + (r"$^{\ddagger}$" + _latex_escape(f"Made with {DEMO_MEANING} ")
+           if demo_meaning(rows) else "")
         + (r"$^{\dagger}$Top-1 gain over baseline significant (Holm-adjusted exact McNemar "
            r"test and paired-bootstrap interval excluding 0; see results.md). " if marked else "")
         + _latex_escape(" ".join(footnotes)) + "}",
