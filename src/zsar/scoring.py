@@ -65,32 +65,43 @@ def build_class_vectors(
     for kind, weight in weights.items():
         if weight == 0:
             continue
-        mask = kinds == kind
-        if not mask.any():
+        rows = np.flatnonzero(kinds == kind)
+        if not rows.size:
             continue
-        sums = class_sums(vectors[mask], owners[mask], num_classes)
-        counts = np.bincount(owners[mask], minlength=num_classes)[:, None]
+        sums = class_sums(vectors, owners[rows], num_classes, rows)
+        counts = np.bincount(owners[rows], minlength=num_classes)[:, None]
         out += weight * np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     return normalize(out)
 
 
-def class_sums(vectors: np.ndarray, owners: np.ndarray, num_classes: int) -> np.ndarray:
+# Classes summed at once (class_sums): the float64 copy of their texts is this many
+# classes' (a 700-class split with 28 name templates would copy 80 MB at once).
+CLASSES_PER_SUM = 64
+
+
+def class_sums(
+    vectors: np.ndarray, owners: np.ndarray, num_classes: int, rows: np.ndarray | None = None
+) -> np.ndarray:
     """[num_classes, D] float64: each class's text vectors summed, in their row order.
 
-    The same additions in the same order as np.add.at(zeros, owners, vectors), hence the
-    same bits, without its per-row cost (a 700-class benchmark's 28 name templates made it
-    a second per job): the rows are grouped by a stable sort and each group summed by
-    np.add.reduceat, row after row."""
+    owners[i] is the class of vectors[rows[i]] (rows: all of them when None). The same
+    additions in the same order as np.add.at(zeros, owners, vectors[rows]), hence the same
+    bits, without its per-row cost (a 700-class benchmark's 28 name templates made it a
+    second per job): the rows are grouped by a stable sort and each group summed by
+    np.add.reduceat, row after row, CLASSES_PER_SUM groups at a time."""
     sums = np.zeros((num_classes, vectors.shape[1]), dtype=np.float64)
     if len(owners) == 0:
         return sums
+    rows = np.arange(len(owners)) if rows is None else np.asarray(rows)
     order = np.argsort(owners, kind="stable")
-    grouped = owners[order]
+    grouped, picked = owners[order], rows[order]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    # 0.0 + as np.add.at starts from a zero: a sum of -0.0 reads +0.0 there too.
-    sums[grouped[starts]] = 0.0 + np.add.reduceat(
-        vectors[order].astype(np.float64), starts, axis=0
-    )
+    ends = np.r_[starts[1:], len(grouped)]
+    for first in range(0, len(starts), CLASSES_PER_SUM):
+        these = starts[first : first + CLASSES_PER_SUM]
+        block = vectors[picked[these[0] : ends[first + len(these) - 1]]].astype(np.float64)
+        # 0.0 + as np.add.at starts from a zero: a sum of -0.0 reads +0.0 there too.
+        sums[grouped[these]] = 0.0 + np.add.reduceat(block, these - these[0], axis=0)
     return sums
 
 
@@ -141,7 +152,7 @@ CLASS_TEXT_COLUMNS = ("kind", "owner", "vector", "template")
 def split_class_vectors(class_texts, class_names: list[str], weights: Mapping[str, float]):
     """Class vectors for one split's class list (in class-id order)."""
     found = pc.index_in(class_texts.column("owner"), value_set=pa.array(class_names))
-    table = class_texts.filter(pc.is_valid(found))
+    table = class_texts.filter(pc.is_valid(found)) if found.null_count else class_texts
     vectors = vector_matrix(table)
     owners = found.drop_null().to_numpy().astype(np.int64)
     kinds = np.asarray(table.column("kind").to_pylist())
@@ -177,15 +188,16 @@ def score_with_templates(
     return TEMPLATE_COMBINES[combine].merge(scores, scale)
 
 
-# How many score cells (videos x classes, float64) one block of videos holds per set of
-# class vectors: a scoring job ranks its videos block by block, so its memory does not grow
-# with their number (32 MB a set; 2,000 rows of a 700-class split).
-BLOCK_CELLS = 4_000_000
+# How many cells (float64) a block of videos holds in its widest matrix: its score matrix
+# (videos x classes, one per name template where the protocol scores each on its own) or
+# its embeddings (videos x dim). A scoring job ranks its videos block by block, so its
+# memory does not grow with their number (8 MB a matrix; 1,400 rows of a 700-class split).
+BLOCK_CELLS = 1_000_000
 
 
-def block_rows(classes: int, sets: int = 1) -> int:
-    """Videos per block for `classes` classes and `sets` sets of class vectors."""
-    return max(64, BLOCK_CELLS // max(1, classes * sets))
+def block_rows(classes: int, sets: int = 1, dim: int = 1) -> int:
+    """Videos per block for `classes` classes, `sets` sets of class vectors, `dim`-d vectors."""
+    return max(64, BLOCK_CELLS // max(1, classes * sets, dim))
 
 
 def _ranked_blocks(
@@ -197,7 +209,8 @@ def _ranked_blocks(
     ranked = np.zeros((n, keep), dtype=np.int64)
     best = np.zeros((n, keep), dtype=np.float64)
     has_caption = None if captions is None else np.zeros(n, dtype=bool)
-    step = block_rows(vector_sets[0].shape[0], len(vector_sets))
+    classes, dim = vector_sets[0].shape
+    step = block_rows(classes, len(vector_sets), dim)
     for start in range(0, n, step):
         block = slice(start, min(n, start + step))
         v = videos.vectors(at[block]).astype(np.float64)
