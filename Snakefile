@@ -14,15 +14,10 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 
 
+# Each wildcard's pattern comes from the name format that writes it (zsar.plan), or is
+# one of the names the config plans.
 wildcard_constraints:
-    dataset=_alternatives(PLAN.datasets),
-    backbone=_alternatives(PLAN.registry["backbones"]),
-    captioner=_alternatives(PLAN.registry["captioners"]),
-    llm=_alternatives(PLAN.registry["llms"]),
-    model=_alternatives([n for section in PLAN.registry.values() for n in section]),
-    shard=SHARD_PATTERN,
-    sampling=SAMPLING_PATTERN,
-    run=_alternatives(RUNS),
+    **wildcard_patterns(PLAN, RUNS),
 
 
 include: "workflow/rules/models.smk"

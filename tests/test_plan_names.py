@@ -1,73 +1,162 @@
-"""Every name the planner writes into a path, the workflow's wildcards read: the Snakefile's
-patterns (zsar.plan.SAMPLING_PATTERN, SHARD_PATTERN) against what zsar.plan's formatters
-produce, and a run with more than one clip planned on a fresh root."""
+"""Every name the planner writes into a path, the workflow's wildcards read: each name
+format of zsar.plan (zsar.names.NameFormat) round-trips many settings through its formatter,
+its parser and the pattern the Snakefile's wildcard constraints take from it; no rule file
+writes a pattern of its own; and a run with more than one clip is planned on a fresh root."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import re
 
 import pytest
 from helpers.workflow import REPO, copy_workflow, snakemake
 
+from zsar import plan as plan_module
+from zsar.config import load_config
+from zsar.method import VARIANTS
+from zsar.names import NameFormat, one_of
 from zsar.plan import (
-    SAMPLING_NAME_PARTS,
-    SAMPLING_PATTERN,
-    SHARD_PATTERN,
+    RUN_NAME,
+    SAMPLING_NAME,
+    SAMPLING_RULE_NAMES,
+    SHARD_NAME,
+    parse_shard_id,
+    parse_variant_run,
+    resolve_run,
     sampling_name,
     shard_id,
+    variant_runs,
+    wildcard_patterns,
 )
 
-
-@pytest.mark.parametrize(
-    "rule, num_frames, short_side, quality, clips, crops",
-    list(itertools.product(SAMPLING_NAME_PARTS, [1, 8, 16, 32], [224, 256, 340], [75, 90, 100],
-                           [1, 2, 3, 10], [1, 3])),
-)
-def test_every_sampling_name_matches_the_wildcard(rule, num_frames, short_side, quality, clips,
-                                                  crops):
-    frames = {
-        "num_frames": num_frames,
-        "sampling": rule,
-        "stride": 16,
-        "short_side": short_side,
-        "jpeg_quality": quality,
-        "views": {"clips": clips, "crops": crops},
-    }
-    name = sampling_name(frames)
-    assert re.fullmatch(SAMPLING_PATTERN, name), name
-    assert ("_c" in name) == (clips > 1)  # one clip keeps the old folder: nothing re-decoded
-    assert name.startswith(rule)
+# :g writes six digits; the last three need more to stay apart.
+LAMBDAS = [0.0, 1e-05, 0.125, 0.3, 0.5, 1.0, 2.5, 10.0, 0.1234567, 0.1234568, 123456789.0]
 
 
-def test_sampling_names_tell_every_setting_apart():
-    """Two frame settings that decode different frames never share a folder."""
-    settings = [
-        {"num_frames": n, "sampling": rule, "stride": stride, "short_side": 256,
-         "jpeg_quality": 90, "views": {"clips": clips}}
-        for rule, n, stride, clips in itertools.product(
-            SAMPLING_NAME_PARTS, [8, 16], [4, 16], [1, 3])
-        if rule == "stride" or stride == 16  # tsn reads no stride
-    ]  # fmt: skip
-    names = [sampling_name(f) for f in settings]
-    assert len(set(names)) == len(names)
+def _sampling_settings() -> list[dict]:
+    settings = []
+    for rule, frames, stride, side, quality, clips in itertools.product(
+        SAMPLING_RULE_NAMES, [1, 8, 16, 32, 100], [1, 4, 16], [224, 256, 340],
+        [75, 90, 100], [1, 2, 3, 10],
+    ):
+        if rule == "tsn" and stride != 1:
+            continue  # tsn reads no stride: one setting per folder
+        one = {"sampling": rule, "num_frames": frames, "short_side": side,
+               "jpeg_quality": quality, "clips": clips}
+        settings.append({**one, "stride": stride} if rule == "stride" else one)
+    return settings
+
+
+# Each name format of zsar.plan -> the settings it is checked with, as its parser reads
+# them back. A format added to zsar.plan without settings here fails the test below.
+SETTINGS = {
+    "SHARD_NAME": [{"index": i, "total": n} for n in (1, 7, 32, 999, 1000, 4096)
+                   for i in range(n)],
+    "SAMPLING_NAME": _sampling_settings(),
+    "RUN_NAME": [{"variant": v} for v in VARIANTS]
+    + [{"variant": v, "lambda": lam} for v in VARIANTS for lam in LAMBDAS],
+}  # fmt: skip
+
+
+def test_every_name_format_of_the_planner_is_checked():
+    formats = {k for k, v in vars(plan_module).items() if isinstance(v, NameFormat)}
+    assert formats == set(SETTINGS)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_name_reads_back_its_settings_and_matches_its_pattern(name):
+    """format -> parse gives the settings back, so two settings never share a name, and
+    the Snakefile's pattern (the same format's) matches every name it writes."""
+    fmt = getattr(plan_module, name)
+    written = {}
+    for settings in SETTINGS[name]:
+        text = fmt.format(settings)
+        assert re.fullmatch(fmt.pattern, text), (text, fmt.pattern)
+        assert fmt.parse(text) == settings, text
+        written.setdefault(text, settings)
+    assert len(written) == len(SETTINGS[name])
+
+
+@pytest.mark.parametrize(("fmt", "names"), [
+    (SHARD_NAME, ["000-of-001.failures", "00-of-001", "1-of-1", "000-of-01", "000_of_001"]),
+    (SAMPLING_NAME, ["tsn8_s256", "tsn8x4_s256_q90", "stride8_s256_q90", "tsn8_s256_q90_c",
+                     "uniform8_s256_q90", "tsn8_s256_q90_c3.parquet", "000-of-001"]),
+    (RUN_NAME, ["fusion", "full_lambda", "full_lambda-1", "full_lambda0.3.parquet",
+                "caption_lambda0.3", "tsn8_s256_q90"]),
+])  # fmt: skip
+def test_names_no_format_writes_match_no_pattern(fmt, names):
+    for text in names:
+        assert not re.fullmatch(fmt.pattern, text), text
+        with pytest.raises(ValueError, match="is no name of the form"):
+            fmt.parse(text)
+
+
+def test_the_planners_names_are_its_formats():
+    frames = {"num_frames": 8, "sampling": "stride", "stride": 4, "short_side": 256,
+              "jpeg_quality": 90, "views": {"clips": 3, "crops": 3}}
+    assert sampling_name(frames) == "stride8x4_s256_q90_c3"
+    # A config from before the choice of sampler, or of clips, keeps its folder.
     assert sampling_name({"num_frames": 8, "short_side": 256, "jpeg_quality": 90}) == (
-        "tsn8_s256_q90"  # a config from before the choice of sampler keeps its folder
-    )
+        "tsn8_s256_q90")
+    assert shard_id(7, 12) == "007-of-012" and parse_shard_id("007-of-012") == (7, 12)
+    runs = variant_runs(list(VARIANTS), [0.3, 0.5])
+    assert runs == ["baseline", "+descriptors", "+hierarchy", "+caption_lambda0.3",
+                    "+caption_lambda0.5", "full_lambda0.3", "full_lambda0.5"]
+    assert [parse_variant_run(r, [0.3, 0.5]) for r in ("full_lambda0.5", "baseline")] == [
+        ("full", 0.5), ("baseline", 0.3)]
+    assert variant_runs(list(VARIANTS), [0.3]) == list(VARIANTS)  # one λ: plain names
 
 
-@pytest.mark.parametrize("total", [1, 7, 32, 999, 1000, 4096])
-def test_every_shard_id_matches_the_wildcard(total):
-    ids = [shard_id(i, total) for i in range(total)]
-    assert all(re.fullmatch(SHARD_PATTERN, one) for one in ids), [
-        one for one in ids if not re.fullmatch(SHARD_PATTERN, one)
-    ]
-    assert len(set(ids)) == total
+def test_a_run_wildcard_matches_the_planned_runs_only():
+    planned = variant_runs(list(VARIANTS), [0.3, 0.5])
+    others = set(variant_runs(list(VARIANTS), [0.3]) + variant_runs(list(VARIANTS), [0.7, 1]))
+    pattern = one_of(planned)
+    assert all(re.fullmatch(pattern, r) for r in planned)
+    assert not [r for r in sorted(others - set(planned)) if re.fullmatch(pattern, r)]
+    # Nothing planned: the wildcard matches nothing in a path, not even an empty name.
+    assert not [p for p in ("a//b", "a/x/b") if re.fullmatch(f"a/(?:{one_of([])})/b", p)]
 
 
-def test_the_snakefile_takes_its_patterns_from_the_planner():
+def _output_wildcards() -> set[str]:
+    """The wildcards of every rule's output, log and benchmark paths in the rule files."""
+    names = set()
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        section = None
+        for line in path.read_text().splitlines():
+            directive = re.match(r"^    (\w+):", line)
+            if directive:
+                section = directive[1]
+            elif not line.startswith("    "):
+                section = None
+            if section in ("output", "log", "benchmark"):
+                for literal in re.findall(r'(?<![fF])"([^"]*)"', line):
+                    names.update(re.findall(r"\{(\w+)\}", literal))
+    return names
+
+
+def test_every_wildcard_takes_its_pattern_from_the_planner():
+    plan = resolve_run(load_config([REPO / "config" / "config.yaml"]), REPO / "config")
+    patterns = wildcard_patterns(plan, ["baseline"])
+    wildcards = _output_wildcards()
+    assert {"dataset", "sampling", "shard", "run", "model"} <= wildcards
+    assert wildcards <= set(patterns), wildcards - set(patterns)
+    assert patterns["sampling"] == SAMPLING_NAME.pattern
+    assert patterns["shard"] == SHARD_NAME.pattern
+
+
+def test_no_rule_file_writes_a_pattern():
+    """The Snakefile's one wildcard_constraints block is generated; no rule constrains a
+    wildcard inline ({name,regex}) or builds a regex of its own."""
     snakefile = (REPO / "Snakefile").read_text()
-    assert "sampling=SAMPLING_PATTERN" in snakefile and "shard=SHARD_PATTERN" in snakefile
+    block = snakefile.split("wildcard_constraints:\n", 1)[1].split("\n\n", 1)[0]
+    assert block.strip() == "**wildcard_patterns(PLAN, RUNS),"
+    for path in [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]:
+        text = path.read_text()
+        assert not re.search(r"\{\w+,[^\s}]", text), path
+        assert "import re\n" not in text and not re.search(r"\bre\.\w+\(", text), path
+        assert path.name == "Snakefile" or "wildcard_constraints" not in text, path
+    ast.parse("f(**wildcard_patterns(PLAN, RUNS))")  # the block is a plain call's arguments
 
 
 @pytest.mark.slow  # runs Snakemake

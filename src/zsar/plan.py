@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,17 @@ from zsar.io import content_digest
 from zsar.lists import missing_input
 from zsar.manifest import check_videos
 from zsar.method import VARIANTS
+from zsar.names import (
+    Branches,
+    Choice,
+    Float,
+    Int,
+    NameFormat,
+    Optional,
+    Part,
+    Text,
+    one_of,
+)
 from zsar.registry import RegistryError, describe_source, get_entry, load_registry
 
 
@@ -138,37 +149,60 @@ class RunPlan:
         return {"adapter": data.adapter, **self.class_rules[name]}
 
 
-# The names below as the workflow's wildcards match them (Snakefile): written beside their
-# formatters, and every name they can produce is matched in tests/test_plan_names.py.
-SHARD_PATTERN = r"\d{3}\d*-of-\d{3}\d*"  # {3,} is no Snakemake constraint
-# Each frame-sampling rule's part of the folder name: (formatter, the pattern it matches).
-SAMPLING_NAME_PARTS: dict[str, tuple[Callable[[Mapping[str, Any]], str], str]] = {
-    "tsn": (lambda f: f"tsn{f['num_frames']}", r"tsn\d+"),
-    "stride": (lambda f: f"stride{f['num_frames']}x{f['stride']}", r"stride\d+x\d+"),
+# The names the planner writes into paths, each one definition (zsar.names) that formats
+# it, reads it back and gives the Snakefile's wildcard its pattern (wildcard_patterns);
+# tests/test_plan_names.py round-trips each.
+SHARD_NAME = NameFormat((Int("index", width=3), Text("-of-"), Int("total", width=3)))
+# Each frame-sampling rule's part of the frames folder name.
+SAMPLING_RULE_NAMES: dict[str, tuple[Part, ...]] = {
+    "tsn": (Text("tsn"), Int("num_frames")),
+    "stride": (Text("stride"), Int("num_frames"), Text("x"), Int("stride")),
 }
-SAMPLING_PATTERN = (
-    "(?:" + "|".join(p for _, p in SAMPLING_NAME_PARTS.values()) + r")_s\d+_q\d+(?:_c\d+)?"
-)
+# One clip keeps the folder it had before there were clips: nothing is decoded again.
+SAMPLING_NAME = NameFormat((
+    Branches("sampling", SAMPLING_RULE_NAMES, default="tsn"),
+    Text("_s"), Int("short_side"), Text("_q"), Int("jpeg_quality"),
+    Optional((Text("_c"), Int("clips")), written=lambda v: v["clips"] > 1, absent={"clips": 1}),
+))  # fmt: skip
+# A scored run: its variant, and the caption weight λ where a sweep scores it more than once.
+RUN_NAME = NameFormat((
+    Choice("variant", tuple(VARIANTS)),
+    Optional((Text("_lambda"), Float("lambda")), written=lambda v: v.get("lambda") is not None,
+             absent={}),
+))  # fmt: skip
+
+
+def wildcard_patterns(plan: RunPlan, runs: Sequence[str]) -> dict[str, str]:
+    """The Snakefile's wildcard constraints: a planner-made name matches its format's
+    pattern; a name the config or the registry gives (or a run, written by RUN_NAME) is
+    one of those planned."""
+    models = plan.registry
+    return {
+        "dataset": one_of(plan.datasets),
+        "backbone": one_of(models["backbones"]),
+        "captioner": one_of(models["captioners"]),
+        "llm": one_of(models["llms"]),
+        "model": one_of(name for section in models.values() for name in section),
+        "shard": SHARD_NAME.pattern,
+        "sampling": SAMPLING_NAME.pattern,
+        "run": one_of(runs),
+    }
 
 
 def shard_id(index: int, total: int) -> str:
     """Shard names carry the total, so a change of N never reuses shards of another N."""
-    return f"{index:03d}-of-{total:03d}"
+    return SHARD_NAME.format({"index": index, "total": total})
 
 
 def parse_shard_id(text: str) -> tuple[int, int]:
-    index, total = text.split("-of-")
-    return int(index), int(total)
+    values = SHARD_NAME.parse(text)
+    return values["index"], values["total"]
 
 
 def sampling_name(frames_cfg: Mapping[str, Any]) -> str:
     """The frames folder name: everything that changes the decoded frames, nothing else."""
     clips = int((frames_cfg.get("views") or {}).get("clips", 1))
-    rule = SAMPLING_NAME_PARTS[frames_cfg.get("sampling", "tsn")][0]
-    return (
-        f"{rule(frames_cfg)}_s{frames_cfg['short_side']}_q{frames_cfg['jpeg_quality']}"
-        + (f"_c{clips}" if clips > 1 else "")
-    )
+    return SAMPLING_NAME.format({**frames_cfg, "clips": clips})
 
 
 def _fill(template: str | None, data_root: str, split: int) -> str | None:
@@ -396,20 +430,19 @@ def variant_runs(variants: tuple[str, ...] | list[str], lambda_values: list[floa
     runs = []
     for variant in variants:
         if VARIANTS[variant].caption and len(lambda_values) > 1:
-            runs += [f"{variant}_lambda{lam:g}" for lam in lambda_values]
+            runs += [RUN_NAME.format({"variant": variant, "lambda": lam}) for lam in lambda_values]
         else:
-            runs.append(variant)
+            runs.append(RUN_NAME.format({"variant": variant}))
     return runs
 
 
 def parse_variant_run(run: str, lambda_values: list[float]) -> tuple[str, float]:
     """(variant, λ) of a run name made by `variant_runs`."""
-    if "_lambda" in run:
-        variant, lam = run.split("_lambda")
-        return variant, float(lam)
-    if run not in VARIANTS:
-        raise ConfigError(f"unknown variant '{run}'; known: {', '.join(VARIANTS)}")
-    return run, lambda_values[0]
+    try:
+        values = RUN_NAME.parse(run)
+    except ValueError:
+        raise ConfigError(f"unknown variant '{run}'; known: {', '.join(VARIANTS)}") from None
+    return values["variant"], values.get("lambda", lambda_values[0])
 
 
 # --- before a run: what it will read and with which models --------------------------------------

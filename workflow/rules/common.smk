@@ -7,7 +7,6 @@
 # sizes, workers or devices), a model's identity (never its description), and `code`, a
 # hash of what the rule's script computes with (zsar.provenance.code_version). The profiles
 # turn Snakemake's mtime-based `code` trigger off in favour of that param.
-import re
 import sys
 from pathlib import Path
 
@@ -17,12 +16,11 @@ from zsar.config import ConfigError, lambdas, validate_config
 from zsar.embed import DEFAULT_POOLING
 from zsar.method import VARIANTS, kind_weights
 from zsar.plan import (
-    SAMPLING_PATTERN,
-    SHARD_PATTERN,
     parse_variant_run,
     preflight,
     resolve_run,
     variant_runs,
+    wildcard_patterns,
 )
 from zsar.provenance import code_version
 from zsar.references import ReferenceFileError, load_references
@@ -56,10 +54,6 @@ RESOURCES = config["resources"]
 LAMBDAS = lambdas(config["scoring"])
 RUNS = variant_runs(PLAN.variants, LAMBDAS)
 SHARDS = PLAN.shard_ids()
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "^$"
 
 
 CODE_VERSIONS = {}
