@@ -24,9 +24,9 @@ import pyarrow.parquet as pq
 from zsar.io import (
     KeyedRows,
     ParquetStreamWriter,
+    concat_tables,
     read_json,
     read_provenance,
-    read_tables,
     vector_matrix,
 )
 from zsar.method import HIERARCHY_SEPARATOR, VARIANTS, descriptor_texts, fusion_query
@@ -265,6 +265,20 @@ def _text_rows(table) -> list[dict[str, Any]]:
     ]
 
 
+def descriptor_rows(paths: Sequence[str | None], kinds: Sequence[str]) -> list[dict[str, Any]]:
+    """The text-embedding rows (_text_rows) of the given kinds, in file and row order; a
+    file none of whose rows is of those kinds (the class names' prompts) is not read."""
+    tables = []
+    for path in paths:
+        if path is None or not kinds:
+            continue
+        wanted = pc.is_in(pq.read_table(path, columns=["kind"]).column("kind"),
+                          value_set=pa.array(list(kinds)))  # fmt: skip
+        if pc.any(wanted).as_py():
+            tables.append(pq.read_table(path).filter(wanted))
+    return _text_rows(concat_tables(tables)) if tables else []
+
+
 def run_explain_stage(
     inputs: Mapping[str, str],
     params: Mapping[str, Any],
@@ -292,7 +306,8 @@ def run_explain_stage(
     displays = {c["name"]: c["display_name"] for c in classes}
     descriptors_json = read_json(inputs["descriptors"])
     descriptors = descriptors_by_class(
-        _text_rows(read_tables([inputs["class_names"], inputs.get("class_texts")])),
+        descriptor_rows([inputs["class_names"], inputs.get("class_texts")],
+                        variant.descriptor_kinds),  # fmt: skip
         variant.descriptor_kinds,
         shown_descriptor_texts(descriptors_json, displays, templates)
         if variant.uses_descriptors
@@ -333,7 +348,7 @@ def run_explain_stage(
 
 
 # Videos explained at once: one row group of the explanations, and a block of the inputs.
-EXPLAIN_BLOCK = 8192
+EXPLAIN_BLOCK = 2048
 
 
 def evaluated_scores(path: str):
