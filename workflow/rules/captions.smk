@@ -19,8 +19,8 @@ rule caption_shard:
         "../../envs/torch.yaml"
     resources:
         gpu=lambda wildcards: gpus_for("captioners", wildcards.captioner),
-        mem_mb=32000,
-        runtime=240,
+        mem_mb=mem_mb("caption_shard"),
+        runtime=runtime("caption_shard"),
     params:
         captioner=lambda wildcards: model_key("captioners", wildcards.captioner),
         prompt_set=config["captions"]["prompt_set"],
@@ -43,6 +43,9 @@ rule gather_captions:
         "results/logs/{dataset}/captions/{captioner}.gather.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("gather_captions"),
+        runtime=runtime("gather_captions"),
     params:
         code=code("gather"),
     script:

@@ -7,6 +7,7 @@
 # sizes, workers or devices), a model's identity (never its description), and `code`, a
 # hash of what the rule's script computes with (zsar.provenance.code_version). The profiles
 # turn Snakemake's mtime-based `code` trigger off in favour of that param.
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from zsar.plan import (
 )
 from zsar.provenance import code_version
 from zsar.references import ReferenceFileError, load_references
+from zsar.resources import need
 from zsar.scoring import interval_options
 from zsar.registry import (
     backend_of,
@@ -66,6 +68,34 @@ def code(script):
         path = Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py"
         CODE_VERSIONS[script] = code_version(path)
     return CODE_VERSIONS[script]
+
+
+def _inputs_mb(rule, input):
+    """The size in MB of the inputs zsar.resources counts for the rule (those it names, else
+    all). A missing input raises FileNotFoundError naming it, and Snakemake sizes the job
+    once its inputs exist."""
+
+    def mb(files):
+        return sum(os.path.getsize(f) for f in files) / 1e6
+
+    if not need(rule).inputs:
+        return mb(input)
+    named = {k: v if isinstance(v, list) else [v] for k, v in input.items()}
+    return need(rule).input_mb({k: mb(v) for k, v in named.items()})
+
+
+def mem_mb(rule):
+    """The rule's memory request in MB, from its inputs' size (zsar.resources)."""
+    return lambda wildcards, input, attempt: need(rule).mem_mb(
+        _inputs_mb(rule, input), attempt
+    )
+
+
+def runtime(rule):
+    """The rule's wall-time request in minutes, from its inputs' size (zsar.resources)."""
+    return lambda wildcards, input, attempt: need(rule).runtime(
+        _inputs_mb(rule, input), attempt
+    )
 
 
 def registry_entry(section, name):

@@ -18,6 +18,9 @@ rule compare:
         "results/logs/{dataset}/compare/{backbone}.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("compare"),
+        runtime=runtime("compare"),
     params:
         runs=compared_runs(),
         failure_policy=config["failure_policy"],

@@ -19,8 +19,8 @@ rule descriptors:
         "../../envs/torch.yaml"
     resources:
         gpu=lambda wildcards: gpus_for("llms", wildcards.llm),
-        mem_mb=32000,
-        runtime=120,
+        mem_mb=mem_mb("descriptors"),
+        runtime=runtime("descriptors"),
     params:
         llm=lambda wildcards: model_key("llms", wildcards.llm),
         prompt_set=config["descriptors"]["prompt_set"],

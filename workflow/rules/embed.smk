@@ -19,8 +19,8 @@ rule embed_videos:
     threads: 2
     resources:
         gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=mem_mb("embed_videos"),
+        runtime=runtime("embed_videos"),
     params:
         backbone=lambda wildcards: video_model_key(wildcards.backbone),
         pooling=lambda wildcards: pooling_of(wildcards.backbone),
@@ -43,6 +43,9 @@ rule gather_video_embeddings:
         "results/logs/{dataset}/embed/{backbone}/gather.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("gather_video_embeddings"),
+        runtime=runtime("gather_video_embeddings"),
     params:
         code=code("gather"),
     script:
@@ -61,8 +64,8 @@ rule embed_class_names:
         "../../envs/torch.yaml"
     resources:
         gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb("embed_class_names"),
+        runtime=runtime("embed_class_names"),
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         prompt=name_prompt,
@@ -85,8 +88,8 @@ rule embed_class_texts:
         "../../envs/torch.yaml"
     resources:
         gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb("embed_class_texts"),
+        runtime=runtime("embed_class_texts"),
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         templates=config["descriptors"]["templates"],
@@ -108,8 +111,8 @@ rule embed_captions:
         "../../envs/torch.yaml"
     resources:
         gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=mem_mb("embed_captions"),
+        runtime=runtime("embed_captions"),
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         code=code("embed_captions"),

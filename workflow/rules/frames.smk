@@ -18,8 +18,8 @@ rule frames:
         "../../envs/cpu.yaml"
     threads: 4
     resources:
-        mem_mb=4000,
-        runtime=120,
+        mem_mb=mem_mb("frames"),
+        runtime=runtime("frames"),
     params:
         frames=frames_params(),
         code=code("frames"),

@@ -10,6 +10,9 @@ rule demo_data:
         "results/logs/demo_data.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("demo_data"),
+        runtime=runtime("demo_data"),
     params:
         clips_per_class=config["demo_clips_per_class"],
         seed=config["seed"],
@@ -31,6 +34,9 @@ checkpoint manifest:
         "results/logs/{dataset}/manifest.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("manifest"),
+        runtime=runtime("manifest"),
     params:
         spec=lambda wildcards: dataset_plan(wildcards).as_params(),
         video_folders=lambda wildcards: dataset_plan(wildcards).video_folders_state(),
@@ -51,6 +57,9 @@ rule classes:
         "results/logs/{dataset}/classes.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("classes"),
+        runtime=runtime("classes"),
     params:
         key=classes_key,
         code=code("classes"),
@@ -69,6 +78,9 @@ rule failures:
         "results/logs/{dataset}/failures.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("failures"),
+        runtime=runtime("failures"),
     params:
         code=code("gather_failures"),
     script:

@@ -14,6 +14,9 @@ rule fetch_model:
         "results/logs/fetch_model/{model}.log",
     conda:
         "../../envs/torch.yaml"
+    resources:
+        mem_mb=mem_mb("fetch_model"),
+        runtime=runtime("fetch_model"),
     params:
         model=lambda wildcards: fetch_key(wildcards.model),
         section=lambda wildcards: registry_section(wildcards.model),

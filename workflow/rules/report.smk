@@ -18,6 +18,9 @@ rule tables:
         "results/logs/tables.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("tables"),
+        runtime=runtime("tables"),
     params:
         # The tables cover every record in results/, not only this run's: the list of
         # record files is a param, so a record added by another command re-runs them.
@@ -48,6 +51,9 @@ rule explain:
         "results/logs/{dataset}/explain/{backbone}/{run}.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("explain"),
+        runtime=runtime("explain"),
     params:
         scoring=scoring_params,
         templates=explain_templates,
@@ -72,6 +78,9 @@ rule report_tables_html:
         "results/logs/report/tables_html.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_tables_html"),
+        runtime=runtime("report_tables_html"),
     params:
         records=lambda wildcards: records_on_disk(),
         compared=lambda wildcards: comparisons_on_disk(),
@@ -100,6 +109,9 @@ rule report_ablation:
         "results/logs/report/{dataset}/ablation.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_ablation"),
+        runtime=runtime("report_ablation"),
     params:
         code=code("report_ablation"),
     script:
@@ -129,6 +141,9 @@ rule report_class_plots:
         "results/logs/report/{dataset}/{backbone}/class_plots.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_class_plots"),
+        runtime=runtime("report_class_plots"),
     params:
         run=REPORT_RUN,
         max_classes=config["report"]["confusion_max_classes"],
@@ -165,6 +180,9 @@ rule report_explanations:
         "results/logs/report/{dataset}/{backbone}/explanations.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_explanations"),
+        runtime=runtime("report_explanations"),
     params:
         run=REPORT_RUN,
         per_group=config["report"]["explanations_per_group"],
@@ -189,6 +207,9 @@ rule report_class_gains:
         "results/logs/report/{dataset}/{backbone}/class_gains.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_class_gains"),
+        runtime=runtime("report_class_gains"),
     params:
         code=code("report_class_gains"),
     script:
@@ -216,6 +237,9 @@ rule report_summary:
         "results/logs/report/{dataset}/summary.log",
     conda:
         "../../envs/report.yaml"
+    resources:
+        mem_mb=mem_mb("report_summary"),
+        runtime=runtime("report_summary"),
     params:
         code=code("report_summary"),
     script:

@@ -11,6 +11,9 @@ rule score:
         "results/logs/{dataset}/score/{backbone}/{run}.log",
     conda:
         "../../envs/cpu.yaml"
+    resources:
+        mem_mb=mem_mb("score"),
+        runtime=runtime("score"),
     params:
         scoring=scoring_params,
         chain=scoring_chain,
