@@ -216,6 +216,8 @@ class KeyedRows(RowGroups):
 
     def rows(self, keys: pa.Array) -> Any:
         """The row index of each key, -1 where the file has none (first row of a repeated key)."""
+        if len(self.keys) == 0:  # an empty file's key column may be typed null
+            return np.full(len(keys), -1, dtype=np.int64)
         found = pc.index_in(keys, value_set=self.keys)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 

@@ -208,7 +208,9 @@ def _ranked_blocks(
     n = len(at)
     ranked = np.zeros((n, keep), dtype=np.int64)
     best = np.zeros((n, keep), dtype=np.float64)
-    has_caption = None if captions is None else np.zeros(n, dtype=bool)
+    # Each video's caption row, looked up once (a lookup hashes the file's keys).
+    caption_at = None if captions is None else captions.rows(video_ids)
+    has_caption = None if captions is None else caption_at >= 0
     classes, dim = vector_sets[0].shape
     step = block_rows(classes, len(vector_sets), dim)
     for start in range(0, n, step):
@@ -216,13 +218,12 @@ def _ranked_blocks(
         v = videos.vectors(at[block]).astype(np.float64)
         t = mine = None
         if captions is not None:
-            found = captions.rows(video_ids[block])
-            mine = found >= 0
+            found = caption_at[block]
+            mine = has_caption[block]
             # A video without a caption is fused with zeros, then scored on v alone.
             t = np.zeros_like(v)
             if mine.any():
                 t[mine] = captions.vectors(found[mine])
-            has_caption[block] = mine
         scores = score_with_templates(v, vector_sets, captions=t, has_caption=mine, **scoring)
         ranked[block] = rank_classes(scores, keep)
         best[block] = np.take_along_axis(scores, ranked[block], axis=1)
