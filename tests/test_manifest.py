@@ -191,6 +191,32 @@ def test_class_list_key_and_stage_follow_content_not_paths(demo, tmp_path):
         there.class_list_key()
 
 
+def test_a_generated_datasets_moved_lists_keep_the_class_lists_rows(demo, tmp_path):
+    """The demo's lists are keyed by path (they do not exist when the run is planned), so
+    moved ones give another classes.parquet; its rows, the key of the jobs that read it
+    with a model (common.smk, class_list_content), stay the same unless a class changes."""
+    from zsar.io import rows_digest
+    from zsar.plan import DatasetPlan
+
+    ann, labels, _ = demo
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in (ann, labels):
+        (moved / path.name).write_bytes(path.read_bytes())
+    outputs = []
+    for folder in (ann.parent, moved):
+        plan = DatasetPlan("demo", "demo", {1: str(folder / "annotations.txt")},
+                           {1: str(folder / "labels.csv")}, None, None, (1,), "raw", True)
+        outputs.append(tmp_path / f"{len(outputs)}.parquet")
+        stage.run_classes_stage(plan, str(outputs[-1]), plan.class_list_key())
+    assert outputs[0].read_bytes() != outputs[1].read_bytes()
+    assert rows_digest(outputs[0]) == rows_digest(outputs[1])
+    renamed = (moved / "labels.csv").read_text().replace("sliding_square", "sliding_circle")
+    (moved / "labels.csv").write_text(renamed)
+    stage.run_classes_stage(plan, str(outputs[1]), plan.class_list_key())
+    assert rows_digest(outputs[0]) != rows_digest(outputs[1])
+
+
 # ---------------------------------------------------------------------------------------
 # failures.parquet
 

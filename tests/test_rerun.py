@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import rerun_cases
-from helpers.rerun_cases import CASES, RUN_ARGS, Case
+from helpers.rerun_cases import CASES, LISTS_EDITED, LISTS_MOVED, RUN_ARGS, Case
 from helpers.workflow import REPO, copy_workflow, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.slow  # runs the workflow
@@ -57,7 +57,8 @@ def dry_run(workdir: Path, args: list[str]) -> dict[str, int]:
     return jobs
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.key for c in CASES])
+@pytest.mark.parametrize("case", [*CASES, LISTS_MOVED, LISTS_EDITED],
+                         ids=[c.key for c in [*CASES, LISTS_MOVED, LISTS_EDITED]])
 def test_an_edit_reruns_exactly_what_depends_on_it(case, demo, benchmark, tmp_path):
     finished = demo if case.fixture == "demo" else benchmark
     workdir, args = edited_copy(case, finished, tmp_path)
@@ -71,7 +72,8 @@ def test_an_edit_reruns_exactly_what_depends_on_it(case, demo, benchmark, tmp_pa
                              re.M)) - {"all"}
         assert ran == case.executes, ran
         assert not ran & case.not_executes
-        frames = "results/toy/frames/tsn8_s256_q90/000-of-001.parquet"
+        dataset = "demo" if case.fixture == "demo" else "toy"
+        frames = f"results/{dataset}/frames/tsn8_s256_q90/000-of-001.parquet"
         assert (workdir / frames).read_bytes() == (finished / frames).read_bytes()
     if case.changes is not None:
         target, output = case.changes

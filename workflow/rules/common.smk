@@ -15,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 
 from zsar.config import ConfigError, lambdas, validate_config
 from zsar.embed import DEFAULT_POOLING
+from zsar.io import rows_digest
 from zsar.method import VARIANTS, kind_weights
 from zsar.plan import (
     parse_variant_run,
@@ -216,6 +217,15 @@ def classes_key(wildcards):
         return dataset_plan(wildcards).class_list_key()
     except ConfigError as err:
         raise WorkflowError(f"zsar config error: {err}") from None
+
+
+def class_list_content(wildcards):
+    """The class list's rows (not its file's date or provenance): the key of the jobs that
+    read it with a model, the LLM descriptors above all, so that lists moved to another
+    folder (same bytes) re-run the classes checkpoint and none of them. The file is absent
+    only before the checkpoint has run; its dependents are planned again once it has."""
+    path = Path(f"results/{wildcards.dataset}/classes.parquet")
+    return rows_digest(path) if path.exists() else None
 
 
 def replanned_after_manifest(wildcards):

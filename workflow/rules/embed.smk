@@ -54,7 +54,7 @@ rule gather_video_embeddings:
 
 rule embed_class_names:
     input:
-        classes="results/{dataset}/classes.parquet",
+        classes=ancient("results/{dataset}/classes.parquet"),
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
     output:
         "results/{dataset}/embeddings/{backbone}/class-names.parquet",
@@ -70,6 +70,7 @@ rule embed_class_names:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         prompt=name_prompt,
         class_names=class_name_rule,
+        classes=class_list_content,
         code=code("embed_class_names"),
     script:
         "../scripts/embed_class_names.py"
@@ -77,7 +78,7 @@ rule embed_class_names:
 
 rule embed_class_texts:
     input:
-        classes="results/{dataset}/classes.parquet",
+        classes=ancient("results/{dataset}/classes.parquet"),
         descriptors="results/{dataset}/descriptors/{llm}.json",
         model=lambda wildcards: model_ready("backbones", wildcards.backbone),
     output:
@@ -93,6 +94,7 @@ rule embed_class_texts:
     params:
         backbone=lambda wildcards: text_model_key(wildcards.backbone),
         templates=config["descriptors"]["templates"],
+        classes=class_list_content,
         code=code("embed_class_texts"),
     script:
         "../scripts/embed_class_texts.py"

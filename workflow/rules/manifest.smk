@@ -47,8 +47,10 @@ checkpoint manifest:
 
 # The class list has its own rule, keyed on the annotation files' content, not on where
 # they are: the descriptors, which may cost hours of LLM time, hang on it and must not
-# re-run when a benchmark's folder moves.
-rule classes:
+# re-run when a benchmark's folder moves. A checkpoint, so that where it does run (the
+# demo's lists moved: their paths are its key) the jobs that read the class list with a
+# model are planned again, keyed by its rows (class_list_content), and most do not run.
+checkpoint classes:
     input:
         classes_inputs,
     output:
