@@ -16,7 +16,7 @@ CHECK_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test check lint venv lock lock-check test-slurm bench-quick clean
+.PHONY: demo report test check lint venv lock lock-check test-slurm bench-quick clean
 
 # Before any use of .venv: stop with one line when pyproject.toml's requirements changed
 # since the lock was made.
@@ -45,6 +45,13 @@ lock: | $(BIN)/uv
 demo: $(STAMP)
 	$(BIN)/snakemake --workflow-profile profiles/default
 	$(BIN)/snakemake --workflow-profile profiles/default --report results/report.html
+
+# The report of a finished run: `make report ARGS="--configfile config/config.yaml
+# config/datasets/ucf101.yaml my.yaml"`, with the config arguments the run was given. It runs
+# no job (on a cluster, nothing runs on the login node by mistake); its "Run summary" section
+# names the runs it holds.
+report: $(STAMP)
+	$(BIN)/snakemake --workflow-profile profiles/default $(ARGS) --report results/report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

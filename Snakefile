@@ -31,8 +31,10 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
-# Said again at the end, where a reader of a long run's log looks first.
+# Said again at the end, where a reader of a long run's log looks first, after one line
+# per dataset of what was evaluated, failed and missing.
 onsuccess:
+    print_run_summary()
     if PREFLIGHT is not None and PREFLIGHT.warnings:
         print(
             "\n".join(f"WARNING: {w}" for w in PREFLIGHT.warnings), file=sys.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers.secret_scan import readable_texts
 from helpers.workflow import BENCHMARK_LISTS, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow  # runs the workflow
@@ -84,7 +85,8 @@ def test_tables_show_the_split_with_results_and_flag_the_missing_videos(ucf_run)
     assert "| 1 of 3 |" in row and "n/a" not in row
     assert "% of videos missing" in row and "mean of 1 of 3 splits" in row
     per_split = table.split("## Top-1 (%) per split", 1)[1]
-    assert "| ucf101 | tiny-clip | baseline |" in per_split and "| — | — |" in per_split
+    assert "| ucf101 | tiny-clip (demo models) | baseline |" in per_split
+    assert "| — | — |" in per_split
 
 
 def test_every_json_the_run_wrote_is_strict_json(ucf_run):
@@ -104,6 +106,54 @@ def test_a_data_root_without_the_lists_is_a_missing_input_not_nothing_to_do(ucf_
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Nothing to be done" not in out
     assert f"missing input: {tmp_path}/ucf101/ucf_splits_val1.txt" in out
+
+
+def test_the_run_ends_with_a_line_per_dataset(ucf_run):
+    workdir, _, log = ucf_run
+    manifest = pq.read_table(workdir / "results/ucf101/manifest.parquet").to_pylist()
+    missing = sum(1 for r in manifest if not r["exists"])  # one row per video and split
+    assert (f"zsar: ucf101: 6 videos evaluated, 0 failed (listed in "
+            f"results/ucf101/failures.parquet), {missing} missing (summed over 3 splits); "
+            "made with demo models: demo-curated (LLM), tiny-clip (backbone), tiny-vlm "
+            "(captioner)") in log
+
+
+def test_tables_say_which_rows_demo_models_made(ucf_run):
+    workdir, _, _ = ucf_run
+    table = (workdir / "results/tables/results.md").read_text()
+    full = table.split("\n\n")[1].splitlines()  # the table of every run, after the title
+    assert "| evaluated | failed | missing | excluded |" in full[0]
+    rows = [line for line in full if line.startswith("| ucf101 | tiny-clip |")]
+    assert len(rows) == 5 and all("demo models: tiny-clip (backbone)" in r for r in rows)
+    # The other tables name the backbone with the mark.
+    assert not [line for line in table.splitlines() if line.startswith("| ucf101 | tiny-clip |")
+                and line not in rows]
+    assert "| ucf101 | tiny-clip (demo models) | full − baseline |" in table
+    assert any("tiny-vlm (captioner)" in r for r in rows)
+    assert 'Rows noted "demo models" were made with demo models' in table
+    metrics = json.loads((workdir / "results/ucf101/metrics/tiny-clip/full.json").read_text())
+    assert metrics["models"] == {"backbone": {"name": "tiny-clip", "demo": True},
+                                 "captioner": {"name": "tiny-vlm", "demo": True},
+                                 "llm": {"name": "demo-curated", "demo": True}}
+    csv_text = (workdir / "results/tables/results.csv").read_text()
+    assert "demo_models" in csv_text.splitlines()[0] and "tiny-clip (backbone)" in csv_text
+    assert r"tiny-clip$^{\ddagger}$" in (workdir / "results/tables/results.tex").read_text()
+
+
+def test_the_report_names_the_runs_it_holds(ucf_run):
+    workdir, data_root, _ = ucf_run
+    proc = snakemake(workdir, *UCF_ARGS, "--report", "results/report.html", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    pages = [text for where, text in readable_texts(workdir / "results/report.html")
+             if "URI" in where]
+    runs = next(page for page in pages if "the runs it holds" in page)
+    assert ("datasets <b>ucf101</b> × backbones <b>tiny-clip</b> × runs <b>baseline, "
+            "+descriptors, +hierarchy, +caption, full</b>") in runs
+    for given in ("config/config.yaml", "config/datasets/ucf101.yaml", "smoke.yaml",
+                  str(data_root)):
+        assert f"<code>{given}</code>" in runs
+    tables = next(page for page in pages if "<h2>All runs</h2>" in page)
+    assert "demo models: tiny-clip (backbone)" in tables and "<th>failed</th>" in tables
 
 
 def test_a_second_dataset_joins_the_same_tables(ucf_run):

@@ -55,7 +55,8 @@ AFTER_DESCRIPTORS = {
     "descriptors": 1, "embed_class_texts": 1,
     "score": len(DESCRIPTOR_VARIANTS), "explain": len(VARIANTS),
     "report_class_plots": 1, "report_explanations": 1,
-    "report_ablation": 1, "report_summary": 1, "report_tables_html": 1, "tables": 1,
+    "report_ablation": 1, "report_summary": 1, "report_tables_html": 1, "report_runs": 1,
+    "tables": 1,
     "compare": 1, "report_class_gains": 1,  # the re-scored variants' paired comparisons
 }
 

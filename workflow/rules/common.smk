@@ -471,6 +471,7 @@ def report_targets():
             run=RUNS,
         ),
         "results/report/tables.html",
+        "results/report/runs.html",
         *expand(
             "results/report/{dataset}/{page}",
             dataset=datasets,
@@ -500,3 +501,18 @@ def final_outputs():
         "results/tables/results.tex",
         *report_targets(),
     ]
+
+
+# What the run holds: the console's last lines and the report's page of runs.
+from zsar.run_summary import run_summary_lines, shown_configfiles
+
+
+def command_line_config():
+    """The `--config` values the run was given, for the report's page of runs."""
+    return dict(workflow.config_settings.config)
+
+
+def print_run_summary():
+    """One line per dataset of the run's metrics: videos evaluated, failed (with the
+    failures file) and missing (zsar.run_summary), at the end of the run's output."""
+    print("\n".join(run_summary_lines(all_metrics())), file=sys.stderr)
