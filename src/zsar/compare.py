@@ -19,6 +19,7 @@ from by it, and show no mark where none matches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -146,6 +147,16 @@ def compare_ablation(
 SCORE_COLUMNS = ["split", "video_id", "true_class", "topk_classes", "correct", "status"]
 
 
+def shared_ids(run_hits: VideoHits, earlier: Mapping[str, VideoHits]) -> VideoHits:
+    """run_hits holding the first run's video ids where they are the same ones: a backbone's
+    runs score the same videos, and one array of ids serves them all (each run's own Python
+    strings cost a benchmark's compare job more memory than its hits)."""
+    first = next(iter(earlier.values()), None)
+    if first is not None and np.array_equal(run_hits.video_id, first.video_id):
+        return dataclasses.replace(run_hits, video_id=first.video_id)
+    return run_hits
+
+
 def run_compare_stage(
     scores_paths: Sequence[str],
     classes_path: str,
@@ -172,11 +183,11 @@ def run_compare_stage(
         classes_per_split[c["split"]] = classes_per_split.get(c["split"], 0) + 1
     hits, entries = {}, {}
     for (run, variant, lam), path in zip(runs, scores_paths, strict=True):
-        hits[run] = counted_hits(
+        hits[run] = shared_ids(counted_hits(
             pq.read_table(path, columns=SCORE_COLUMNS),
             failure_policy=failure_policy,
             classes_per_split=classes_per_split,
-        )
+        ), hits)  # fmt: skip
         entries[run] = {
             "variant": variant,
             "lambda": lam,
