@@ -275,8 +275,6 @@ def rows_digest(path: str | os.PathLike) -> str:
     """A sha256 of a small Parquet file's columns and rows, not of its bytes: the provenance
     in its metadata (the git commit, the lists' paths) changes no digest, so a job keyed by
     it re-runs only when the rows do."""
-    import hashlib
-
     table = pq.read_table(path)
     text = json.dumps([table.column_names, table.to_pylist()], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
