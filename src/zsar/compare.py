@@ -19,7 +19,6 @@ from by it, and show no mark where none matches.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -147,16 +146,6 @@ def compare_ablation(
 SCORE_COLUMNS = ["split", "video_id", "true_class", "topk_classes", "correct", "status"]
 
 
-def shared_ids(run_hits: VideoHits, earlier: Mapping[str, VideoHits]) -> VideoHits:
-    """run_hits holding the first run's video ids where they are the same ones: a backbone's
-    runs score the same videos, and one array of ids serves them all (each run's own Python
-    strings cost a benchmark's compare job more memory than its hits)."""
-    first = next(iter(earlier.values()), None)
-    if first is not None and np.array_equal(run_hits.video_id, first.video_id):
-        return dataclasses.replace(run_hits, video_id=first.video_id)
-    return run_hits
-
-
 def run_compare_stage(
     scores_paths: Sequence[str],
     classes_path: str,
@@ -183,11 +172,15 @@ def run_compare_stage(
         classes_per_split[c["split"]] = classes_per_split.get(c["split"], 0) + 1
     hits, entries = {}, {}
     for (run, variant, lam), path in zip(runs, scores_paths, strict=True):
-        hits[run] = shared_ids(counted_hits(
+        first = next(iter(hits.values()), None)
+        hits[run] = counted_hits(
             pq.read_table(path, columns=SCORE_COLUMNS),
             failure_policy=failure_policy,
             classes_per_split=classes_per_split,
-        ), hits)  # fmt: skip
+            # One array of ids for all the runs when they count the same videos: at 100,000
+            # videos the five runs' own Python strings were most of the job's growth.
+            same_ids=None if first is None else first.video_id,
+        )
         entries[run] = {
             "variant": variant,
             "lambda": lam,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 # The accuracies every metrics record holds, whatever `scoring.topk` is (topk sets how many
@@ -142,12 +143,16 @@ def counted_hits(
     failure_policy: str,
     classes_per_split: Mapping[int, int],
     k: int = 5,
+    same_ids: np.ndarray | None = None,
 ) -> VideoHits:
     """Top-1 and top-k hits of the videos the metrics count: the evaluated ones, and under
     count_as_wrong the failed and missing ones too (wrong in every metric, as
     `accuracy_metrics` counts them). The same numbers `accuracy_metrics` gives, read from
     the scores (a pyarrow table of SCORES_SCHEMA's columns) rather than the score matrix;
-    column by column, since a benchmark's scores hold tens of thousands of rows."""
+    column by column, since a benchmark's scores hold tens of thousands of rows.
+
+    same_ids: another run's `video_id`, used as this one's where the videos are the same
+    (a backbone's runs): no second set of Python strings for the same ids."""
     order = pc.sort_indices(scores, sort_keys=[("split", "ascending"),
                                                ("video_id", "ascending")])
     table = scores.take(order)
@@ -170,9 +175,12 @@ def counted_hits(
         topk = np.zeros(len(split), dtype=bool)
         topk[parents[flat == true_class[parents]]] = True
         topk &= evaluated
+    ids = table.column("video_id").combine_chunks()
+    if same_ids is None or not ids.equals(pa.array(same_ids, ids.type)):
+        same_ids = np.asarray(ids.to_pylist(), dtype=object)
     return VideoHits(
         split,
-        np.asarray(table.column("video_id").to_pylist(), dtype=object),
+        same_ids,
         true_class,
         top1,
         topk,
