@@ -297,6 +297,15 @@ def build_frames(d: Path, out: Path, emb_ids: list[str], row_group: int) -> None
 # ---------------------------------------------------------------------------
 
 
+def input_mb(files: dict) -> dict[str, float]:
+    """The size of each of a job's inputs (by name, a list summed), in MB (10^6 bytes)."""
+    return {
+        name: sum(os.path.getsize(p) for p in (v if isinstance(v, list) else [v])
+                  if os.path.isfile(p)) / 1e6
+        for name, v in files.items()
+    }  # fmt: skip
+
+
 def run_job(job: dict, root: Path, src: Path, env: dict) -> tuple[float, float]:
     """(wall seconds, peak RSS MB) of one job run in its own process."""
     spec = {part: moved(job[part], root) for part in ("input", "output", "params", "log")}
@@ -364,9 +373,10 @@ def main() -> None:
         print(f"tree written in {time.perf_counter() - start:.1f} s under {root}", flush=True)
         results = []
         for job in jobs:
+            size = input_mb(moved(job["input"], root))
             wall, peak = run_job(job, root, repo / "src", env)
             results.append({"rule": job["rule"], "wildcards": job["wildcards"], "wall_s": wall,
-                            "peak_mb": peak})  # fmt: skip
+                            "peak_mb": peak, "input_mb": size})  # fmt: skip
             print(f"{job['rule']:22s} {json.dumps(job['wildcards'])}: {wall:6.1f} s"
                   f" {peak:7.0f} MB", flush=True)  # fmt: skip
     finally:
@@ -379,9 +389,13 @@ def main() -> None:
     peak = {s: max(r["peak_mb"] for r in results if stage(r) == s)
             for s in ("score", "explain", "report")}  # fmt: skip
     score_s = sum(r["wall_s"] for r in results if stage(r) == "score")
-    if args.json:
-        args.json.write_text(json.dumps({"videos": args.videos, "classes": args.classes,
-                                         "jobs": results}, indent=1))  # fmt: skip
+    if args.json:  # one entry per size: the runs already there stay, a rerun replaces its own
+        runs = json.loads(args.json.read_text()) if args.json.exists() else []
+        runs = [r for r in runs if (r["videos"], r["classes"]) != (args.videos, args.classes)]
+        runs.append({"videos": args.videos, "classes": args.classes, "load": os.getloadavg()[0],
+                     "jobs": results})  # fmt: skip
+        runs.sort(key=lambda r: (r["videos"], r["classes"]))
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")
     print(
         f"downstream videos={args.videos} classes={args.classes}"
         f" score_ms_per_video={1000 * score_s / args.videos:.3f}"
