@@ -81,8 +81,8 @@ NEEDS: dict[str, Need] = {
     # docstring): MARGIN x the line covers every job's peak there. Score and explain read
     # their embeddings a block at a time: a small slope; compare and the pages read the
     # scores or explanations (about 200 bytes a video) and grow a few MB per MB of them.
-    "score": Need(300, 0.25, base_min=5, min_per_input_gb=10),
-    "explain": Need(220, 0.2, base_min=5, min_per_input_gb=30),
+    "score": Need(340, 0.25, base_min=5, min_per_input_gb=10),
+    "explain": Need(240, 0.2, base_min=5, min_per_input_gb=30),
     "compare": Need(150, 3.0, base_min=5, min_per_input_gb=10),
     "tables": Need(100, 2.0, base_min=5),
     "report_tables_html": Need(100, 2.0, base_min=5),
