@@ -4,7 +4,8 @@ Every rule's `resources:` read these (workflow/rules/common.smk: `mem_mb(rule)` 
 `runtime(rule)`), on one machine (Snakemake's --resources mem_mb=... caps the sum) and on
 SLURM (the executor plugin turns them into sbatch --mem and --time). A job asks for
 
-    mem_mb  = MARGIN x (base_mb + mb_per_input_mb x the size of its inputs in MB)
+    mem_mb  = MARGIN x (base_mb + mb_per_input_mb x the size of its inputs in MB),
+              at least MIN_MB
     runtime = base_min + min_per_input_gb x the size of its inputs in GB   (minutes)
 
 and a resubmitted job (profiles/slurm retries once) asks for RETRY_GROWTH times more per
@@ -30,6 +31,9 @@ from dataclasses import dataclass
 # library builds and page sizes differ.
 MARGIN = 1.3
 RETRY_GROWTH = 1.5
+# No job asks for less: the small report jobs peak near 140 MB here, and another machine's
+# Python and library builds can need more before a job reads anything.
+MIN_MB = 500
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Need:
 
     def mem_mb(self, input_mb: float, attempt: int = 1) -> int:
         fit = self.base_mb + self.mb_per_input_mb * max(0.0, input_mb)
-        return math.ceil(MARGIN * fit * RETRY_GROWTH ** max(0, attempt - 1))
+        return math.ceil(max(MIN_MB, MARGIN * fit) * RETRY_GROWTH ** max(0, attempt - 1))
 
     def runtime(self, input_mb: float, attempt: int = 1) -> int:
         fit = self.base_min + self.min_per_input_gb * max(0.0, input_mb) / 1000
