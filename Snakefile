@@ -9,12 +9,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# common.smk fills in the schema's defaults and checks every key (zsar.config), then plans
-# the run (zsar.plan): a bad config stops there, before any job, naming the key at fault.
+# common.smk fills in the schema's defaults and checks every key (zsar.pipeline.config), then plans
+# the run (zsar.pipeline.plan): a bad config stops there, before any job, naming the key at fault.
 include: "workflow/rules/common.smk"
 
 
-# Each wildcard's pattern comes from the name format that writes it (zsar.plan), or is
+# Each wildcard's pattern comes from the name format that writes it (zsar.pipeline.plan), or is
 # one of the names the config plans.
 wildcard_constraints:
     **wildcard_patterns(PLAN, RUNS),

@@ -1,6 +1,6 @@
 """Runs tests/test_device_frames.py here (on the GPU too, where there is one) for the GPU suite.
 
-The tests compare the device JPEG path (zsar.device_frames) with the PIL worker path: pixels
+The tests compare the device JPEG path (zsar.models.device_frames) with the PIL worker path: pixels
 within two grey levels, video embeddings within fp16 tolerance. The last line is
 machine-readable:
 

@@ -96,7 +96,7 @@ def run_job(stage: str, clips_dir: Path, count: int, workdir: Path, workers: int
     manifest = workdir / "manifest.parquet"
     frames = workdir / "frames.parquet"
     if stage == "frames":
-        from zsar.frames import run_frames_stage
+        from zsar.stages.frames import run_frames_stage
 
         paths = sorted(clips_dir.glob("clip_*.mp4"))[:count]
         ids = [p.name for p in paths]
@@ -112,7 +112,7 @@ def run_job(stage: str, clips_dir: Path, count: int, workdir: Path, workers: int
     else:
         from embed_throughput import load_random_backbone
 
-        from zsar.embed import run_video_embedding_stage
+        from zsar.stages.embed import run_video_embedding_stage
 
         backbone = load_random_backbone("tiny", "cpu")
         with open(os.devnull, "w") as quiet:

@@ -5,7 +5,7 @@ On the same K400-like clips (10 s, 340x256, 30 fps, h264) and the same image-tex
 without a download), one run measures:
 
 1. naive: decode one video with decord, preprocess its frames, encode them, repeat;
-2. decode-bound: zsar's decode pool alone (zsar.frames.decode_videos with --workers
+2. decode-bound: zsar's decode pool alone (zsar.stages.frames.decode_videos with --workers
    processes), the rate no pipeline that decodes with those processes can beat;
 3. zsar: what a user's run does for one shard: the frames stage (decode, resize, JPEG
    shard) and then the video embedding stage (JPEG decode and preprocessing in DataLoader
@@ -23,7 +23,7 @@ videos/s, E = the embedding stage's videos/s alone, F = the encoder alone (frame
 passes of --batch-frames on the device), J = frames/s of the device path's decode and resize
 alone (blocks of 64 frames of the shard; nan when the stage decoded in workers), N = frames
 per video, P = where the stage decoded and resized the JPEGs ("workers": PIL in DataLoader
-workers; "device": zsar.device_frames).
+workers; "device": zsar.models.device_frames).
 
 Clips: made once with ffmpeg (imageio-ffmpeg's, else one on PATH) into --cache, or taken
 from --clips (a folder of .mp4, e.g. carried to a GPU node that has no ffmpeg).
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--frames-on",
         choices=["workers", "device"],
         default=None,
-        help="where the embedding stage decodes JPEGs (default: by device, zsar.embed)",
+        help="where the embedding stage decodes JPEGs (default: by device, zsar.stages.embed)",
     )
     parser.add_argument(
         "--repeat", type=int, default=1, help="measure each R times, interleaved; keep the best"
@@ -181,7 +181,7 @@ def load_random_backbone(arch: str, device: str):
     import open_clip
     import torch
 
-    from zsar.backbones import Backbone, OpenClipEncoders
+    from zsar.models.backbones import Backbone, OpenClipEncoders
 
     on_cuda = device.startswith("cuda")
     precision, dtype = ("fp16", torch.float16) if on_cuda else ("fp32", torch.float32)
@@ -235,8 +235,8 @@ def run_naive(items, backbone, num_frames: int) -> float:
     import decord
     from PIL import Image
 
-    from zsar.embed import mean_frame_embedding
-    from zsar.frames import sample_frame_indices
+    from zsar.stages.embed import mean_frame_embedding
+    from zsar.stages.frames import sample_frame_indices
 
     started = time.perf_counter()
     for _, path in items:
@@ -249,7 +249,7 @@ def run_naive(items, backbone, num_frames: int) -> float:
 
 def run_decode_bound(items, args) -> float:
     """zsar's decode pool alone, results consumed and dropped; returns seconds."""
-    from zsar.frames import decode_videos
+    from zsar.stages.frames import decode_videos
 
     started = time.perf_counter()
     decoded = decode_videos(items, args.frames, args.short_side, args.workers)
@@ -265,7 +265,12 @@ def device_jpeg_rate(frames_shard: Path, backbone, block_frames: int = 64) -> fl
     import pyarrow.parquet as pq
     import torch
 
-    from zsar.device_frames import decode_jpegs, device_preprocess, jpeg_buffer, resize_frames
+    from zsar.models.device_frames import (
+        decode_jpegs,
+        device_preprocess,
+        jpeg_buffer,
+        resize_frames,
+    )
 
     pp = device_preprocess(backbone.preprocess_cfg)
     column = pq.read_table(frames_shard, columns=["jpeg"]).column("jpeg").to_pylist()
@@ -286,8 +291,8 @@ def run_zsar(items, backbone, args, workdir: Path) -> tuple[float, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from zsar.embed import run_video_embedding_stage
-    from zsar.frames import run_frames_stage
+    from zsar.stages.embed import run_video_embedding_stage
+    from zsar.stages.frames import run_frames_stage
 
     manifest = workdir / "manifest.parquet"
     ids = [video_id for video_id, _ in items]
@@ -322,7 +327,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import logging
 
-    from zsar.embed import default_batch_frames, frame_path
+    from zsar.stages.embed import default_batch_frames, frame_path
 
     logging.basicConfig(level=logging.WARNING)
     if args.batch_frames is None:

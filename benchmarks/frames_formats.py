@@ -2,7 +2,7 @@
 in AVI with packed B-frames, 320x240, 25 fps, 7 s: the dataset's average length) against the
 same stage on the same frames encoded without B-frames, side by side in one run.
 
-Both sets go through `zsar.frames.run_frames_stage` as a user's run does (AVI is read from
+Both sets go through `zsar.stages.frames.run_frames_stage` as a user's run does (AVI is read from
 the start in presentation order, DECODE_IN_ORDER). For reference it also times decord's
 seek (`get_batch` of the sampled indices, what zsar did before) on the clips without
 B-frames, the one set where that seek returns the right frames. Every clip shows its frame
@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from helpers.format_corpus import XVID, Clip, make_clip, read_index  # noqa: E402
 
-from zsar.frames import decode_jpeg, run_frames_stage, sample_frame_indices  # noqa: E402
+from zsar.stages.frames import decode_jpeg, run_frames_stage, sample_frame_indices  # noqa: E402
 
 SECONDS, FPS = 7, 25
 

@@ -4,13 +4,13 @@ On synthetic data of a large benchmark's size (by default 20,000 videos x 400 cl
 512-d unit vectors, 5 variants), it times:
 
 (a) scoring: per variant, what the score rule computes on arrays:
-    `zsar.scoring.score_videos` (with a caption fused in, at embedding level, for the
-    caption variants), `zsar.metrics.accuracy_metrics` and `zsar.metrics.rank_classes`
+    `zsar.stages.scoring.score_videos` (with a caption fused in, at embedding level, for the
+    caption variants), `zsar.core.metrics.accuracy_metrics` and `zsar.core.metrics.rank_classes`
     for the top-5 that the scores Parquet holds. Building the Parquet rows and writing
     the files are left out, which makes the scoring step look cheaper than it is and the
     overhead larger;
 (b) statistics, from what the scores Parquet holds (top-5 class ids and true labels),
-    through `zsar.stats.accuracy_intervals`, `ablation_comparisons` and
+    through `zsar.core.stats.accuracy_intervals`, `ablation_comparisons` and
     `per_class_gains`: per variant, the intervals of top-1, top-5 and mean-class
     accuracy (per split and for the mean over splits; one split here); the paired
     comparisons of the ablation (each variant against baseline, full against each
@@ -29,9 +29,9 @@ The last line is machine-readable:
 F = T / S, each the best of --repeat interleaved repeats.
 
 With --edges it also times the statistics as the workflow runs them, from files: the
-score rule's intervals from its scores table (`zsar.metrics.counted_hits` and
-`zsar.scoring.accuracy_ci`, per variant) plus the compare rule end to end
-(`zsar.compare.run_compare_stage`: it reads the 5 scores Parquets and the class list,
+score rule's intervals from its scores table (`zsar.core.metrics.counted_hits` and
+`zsar.stages.scoring.accuracy_ci`, per variant) plus the compare rule end to end
+(`zsar.stages.compare.run_compare_stage`: it reads the 5 scores Parquets and the class list,
 compares, computes the per-class gains and writes both files). That is all of (b) and the
 I/O around it, so the last line then adds
 
@@ -58,9 +58,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zsar import stats
-from zsar.metrics import accuracy_metrics, rank_classes
-from zsar.scoring import normalize, score_videos
+from zsar.core import stats
+from zsar.core.metrics import accuracy_metrics, rank_classes
+from zsar.stages.scoring import normalize, score_videos
 
 # variant -> (noise on its class vectors, whether a caption is fused in); the noise on a
 # video and on a caption, relative to a unit vector's per-dimension scale.
@@ -159,9 +159,9 @@ def all_statistics(
 
 
 def scores_table(ranked: np.ndarray, labels: np.ndarray) -> pa.Table:
-    """A scores Parquet's table (zsar.scoring.SCORES_SCHEMA) of one variant, built column by
+    """A scores Parquet's table (zsar.stages.scoring.SCORES_SCHEMA) of one variant, built column by
     column; every video evaluated, in one split."""
-    from zsar.scoring import SCORES_SCHEMA
+    from zsar.stages.scoring import SCORES_SCHEMA
 
     videos, k = ranked.shape
     offsets = pa.array(np.arange(0, videos * k + 1, k, dtype=np.int32))
@@ -185,10 +185,10 @@ def time_edges(ranked: dict[str, np.ndarray], labels: np.ndarray, class_names: l
                folder: Path, *, resamples: int, seed: int) -> float:
     """Seconds the workflow's statistics take from files: the score rule's intervals per
     variant, and the compare rule end to end."""
-    from zsar.compare import run_compare_stage
-    from zsar.io import write_parquet
-    from zsar.metrics import counted_hits
-    from zsar.scoring import accuracy_ci
+    from zsar.core.metrics import counted_hits
+    from zsar.data.io import write_parquet
+    from zsar.stages.compare import run_compare_stage
+    from zsar.stages.scoring import accuracy_ci
 
     settings = {"resamples": resamples, "seed": seed}
     tables = {name: scores_table(r, labels) for name, r in ranked.items()}

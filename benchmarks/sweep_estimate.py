@@ -21,7 +21,7 @@ ones. The model, and every assumption in it:
   frames (profile in benchmarks/RESULTS.md), so 15 % more time per video at 32.
 - Each GPU comes with 16 CPU cores, as the reference machine had, so N GPUs decode N times
   as fast; frames jobs are per shard (16 shards), and a GPU job of a shard starts once that
-  shard's frames exist. The GPU stages take their JPEGs on the GPU (zsar.device_frames) and
+  shard's frames exist. The GPU stages take their JPEGs on the GPU (zsar.models.device_frames) and
   leave the CPU to the decode pool, so decoding overlaps the GPU work; only the first
   shard's decoding is paid before any GPU job can start.
 - Video embedding: frames / the encoder's frames/s. SigLIP and ViFi-CLIP ViT-B/16 take

@@ -1,6 +1,6 @@
 """Text embedding throughput: the class-text and caption embedding stages' rate, texts/s.
 
-Runs the stages' own code path (zsar.embed_text.embed_text_records: equal texts encoded once,
+Runs the stages' own code path (zsar.stages.embed_text.embed_text_records: equal texts encoded once,
 batches of 256, the backbone's tokenizer, L2-normalised float32 out) on distinct
 descriptor-like sentences, with an open_clip model at random init (the arithmetic of the
 pretrained weights without a download): by default ViT-B-16 on CUDA (fp16 weights) and the
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from embed_throughput import load_random_backbone
 
-    from zsar.embed_text import embed_text_records
+    from zsar.stages.embed_text import embed_text_records
 
     gpu = args.device.startswith("cuda")
     args.arch = args.arch or ("ViT-B-16" if gpu else "tiny")

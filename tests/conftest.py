@@ -47,7 +47,7 @@ def demo_videos(tmp_path_factory):
     exactly as the demo_data rule writes them. Treat it as read-only: it is shared by
     the whole session.
     """
-    from zsar.demo import generate_demo
+    from zsar.data.demo import generate_demo
 
     return generate_demo(tmp_path_factory.mktemp("demo"), clips_per_class=2, seed=0)
 
@@ -56,8 +56,8 @@ def demo_videos(tmp_path_factory):
 def tiny_resources(tmp_path_factory):
     """A resources folder with the registry's tiny models, built by fetch_model's own code
     (as the workflow's fetch_model rule builds them). Treat it as read-only."""
-    from zsar.fetch import fetch_model
-    from zsar.registry import get_entry, load_registry
+    from zsar.models.fetch import fetch_model
+    from zsar.models.registry import get_entry, load_registry
 
     registry = load_registry(REPO / "config" / "models.yaml")
     root = tmp_path_factory.mktemp("resources")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zsar import adapters
-from zsar.adapters import AnnotationError, check_annotations, read_class_list, read_split
+from zsar.data import adapters
+from zsar.data.adapters import AnnotationError, check_annotations, read_class_list, read_split
 
 NEWLINES = {"lf": "\n", "crlf": "\r\n"}
 

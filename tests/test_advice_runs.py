@@ -3,9 +3,9 @@ run it: each test provokes the message, takes the command out of its backticks, 
 a shell, and checks that it does what the message promised.
 
 Messages with advice, and the test that runs each:
-- zsar predict without a backbone's weights (zsar.backbones.missing_checkpoint_message):
+- zsar predict without a backbone's weights (zsar.models.backbones.missing_checkpoint_message):
   test_the_fetch_command_of_zsar_predict_runs_from_another_folder
-- a benchmark with demo models (zsar.plan._refuse_demo_models_on_benchmarks):
+- a benchmark with demo models (zsar.pipeline.plan._refuse_demo_models_on_benchmarks):
   test_the_demo_model_refusals_fragments_make_the_run_plan
 """
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from zsar.backbones import (
+from zsar.models.backbones import (
     MissingCheckpointError,
     build_image_transform,
     hf_preprocess_cfg,
     load_backbone,
 )
-from zsar.fetch import open_clip_folder_config
-from zsar.preprocess import preprocess_of
-from zsar.registry import READY_FILE, get_entry, load_registry
-from zsar.tiny import build_tiny_open_clip
+from zsar.models.fetch import open_clip_folder_config
+from zsar.models.preprocess import preprocess_of
+from zsar.models.registry import READY_FILE, get_entry, load_registry
+from zsar.models.tiny import build_tiny_open_clip
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(REPO / "config" / "models.yaml")

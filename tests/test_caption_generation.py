@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from zsar import captions as C
-from zsar.frames import FRAMES_SCHEMA
-from zsar.io import read_provenance
-from zsar.registry import get_entry, load_registry, model_dir, model_identity
-from zsar.tiny import build_tiny_vlm
+from zsar.data.io import read_provenance
+from zsar.models.registry import get_entry, load_registry, model_dir, model_identity
+from zsar.models.tiny import build_tiny_vlm
+from zsar.stages import captions as C
+from zsar.stages.frames import FRAMES_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(ROOT / "config" / "models.yaml")

@@ -17,11 +17,11 @@ import torch
 import yaml
 from PIL import Image
 
-from zsar import captions as C
-from zsar.frames import decode_jpegs
-from zsar.io import PROVENANCE_KEY, gather_parquet, read_provenance, write_parquet
-from zsar.registry import get_entry, load_registry
-from zsar.tiny import TINY_VLM_ARCHS, build_tiny_vlm
+from zsar.data.io import PROVENANCE_KEY, gather_parquet, read_provenance, write_parquet
+from zsar.models.registry import get_entry, load_registry
+from zsar.models.tiny import TINY_VLM_ARCHS, build_tiny_vlm
+from zsar.stages import captions as C
+from zsar.stages.frames import decode_jpegs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "captions-v1.yaml"
@@ -288,7 +288,7 @@ def test_file_backend_counts_and_reports_missing_and_unknown_ids(tmp_path, suffi
     source = write_caption_file(tmp_path, suffix, mapping)
     entry = {"name": "imported", "backend": "file", "path": str(source)}
     out, failures_out = tmp_path / "out.parquet", tmp_path / "out.failures.parquet"
-    with caplog.at_level(logging.INFO, logger="zsar.captions"):
+    with caplog.at_level(logging.INFO, logger="zsar.stages.captions"):
         C.run_caption_stage(ids_shard(tmp_path), out, failures_out, entry, PROMPTS, 16, 2,
                             tmp_path, "cpu")
     rows = pq.read_table(out).to_pylist()

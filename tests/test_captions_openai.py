@@ -15,8 +15,8 @@ import pytest
 from helpers.chat_server import ScriptedChatServer, ok
 from PIL import Image
 
-from zsar import captions as C
-from zsar.chat import ChatConfigError
+from zsar.models.chat import ChatConfigError
+from zsar.stages import captions as C
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "captions-v1.yaml"

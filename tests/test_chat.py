@@ -1,4 +1,5 @@
-"""zsar.chat against a real HTTP server on 127.0.0.1: body, auth, retries, timeouts, key hygiene."""
+"""zsar.models.chat against a real HTTP server on 127.0.0.1: body, auth, retries,
+timeouts, key hygiene."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 from helpers.chat_server import ScriptedChatServer, last_text, ok
 
-from zsar.chat import (
+from zsar.models.chat import (
     ChatClient,
     ChatConfigError,
     ChatEndpoint,

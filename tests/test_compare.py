@@ -1,4 +1,4 @@
-"""The compare rule's I/O edge (zsar.compare) and the tables built from what it writes:
+"""The compare rule's I/O edge (zsar.stages.compare) and the tables built from what it writes:
 paired comparisons of a backbone's runs, their marks in the tables, per-class gains."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from helpers.stage_inputs import (
     write_score_inputs,
 )
 
-from zsar import stats
-from zsar.compare import run_compare_stage
-from zsar.io import read_json, write_parquet
-from zsar.io import read_provenance as parquet_provenance
-from zsar.metrics import counted_hits
-from zsar.scoring import run_scoring_stage
-from zsar.tables import MARK, run_tables_stage
+from zsar.commands.tables import MARK, run_tables_stage
+from zsar.core import stats
+from zsar.core.metrics import counted_hits
+from zsar.data.io import read_json, write_parquet
+from zsar.data.io import read_provenance as parquet_provenance
+from zsar.stages.compare import run_compare_stage
+from zsar.stages.scoring import run_scoring_stage
 
 PARAMS = SCORE_PARAMS
 # Few resamples: the tests check how intervals are used, not their precision.

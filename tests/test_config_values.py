@@ -2,7 +2,7 @@
 
 import pytest
 
-from zsar.config import ConfigError, command_line_values, validate_config
+from zsar.pipeline.config import ConfigError, command_line_values, validate_config
 
 
 def validated(**values):

@@ -24,8 +24,8 @@ from helpers.checkpoints import (
 )
 from PIL import Image
 
-from zsar.backbones import MissingCheckpointError, load_backbone
-from zsar.convert import (
+from zsar.models.backbones import MissingCheckpointError, load_backbone
+from zsar.models.convert import (
     LAYOUTS,
     CheckpointLayoutError,
     hf_clip_model_cfg,
@@ -33,8 +33,8 @@ from zsar.convert import (
     remap_state_dict,
     video_clip_state_dict,
 )
-from zsar.registry import READY_FILE
-from zsar.tiny import build_tiny_open_clip
+from zsar.models.registry import READY_FILE
+from zsar.models.tiny import build_tiny_open_clip
 
 TEXTS = ["a photo of a cat", "someone is juggling three balls", "brush hair"]
 
@@ -221,7 +221,7 @@ def test_vificlip_checkpoint_loads_into_open_clip(tmp_path):
     folder.mkdir(parents=True)
     write_vificlip_checkpoint(folder / "vifi.pth", openai_state)
 
-    from zsar.convert import load_training_checkpoint
+    from zsar.models.convert import load_training_checkpoint
 
     checkpoint = load_training_checkpoint(folder / "vifi.pth")
     assert checkpoint["config"]["MODEL"]["ARCH"] == "ViT-B/16"  # read as inert data

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zsar import demo
+from zsar.data import demo
 
 EXPECTED_CLASSES = ["sliding", "rotating", "growing", "flashing", "falling", "bouncing"]
 

@@ -11,12 +11,19 @@ from types import SimpleNamespace
 from snakemake.iocontainers import Wildcards
 from test_tables import BASE, CHAIN
 
-from zsar.fetch import fetch_model
-from zsar.job import job_models
-from zsar.model_origins import demo_models, recorded_models
-from zsar.registry import get_entry, load_registry, model_dir, model_origin
-from zsar.report import tables_html
-from zsar.tables import ablation_pivot, footnote_lines, table_rows, to_csv, to_latex, to_markdown
+from zsar.commands.report import tables_html
+from zsar.commands.tables import (
+    ablation_pivot,
+    footnote_lines,
+    table_rows,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
+from zsar.models.fetch import fetch_model
+from zsar.models.model_origins import demo_models, recorded_models
+from zsar.models.registry import get_entry, load_registry, model_dir, model_origin
+from zsar.pipeline.job import job_models
 
 REGISTRY = "config/models.yaml"
 

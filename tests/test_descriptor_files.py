@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import zsar
-from zsar import descriptor_files as f
-from zsar import descriptors as d
-from zsar.adapters import read_class_list, words_display_name
-from zsar.io import read_json
-from zsar.method import DESCRIPTOR_KINDS, descriptor_texts
+from zsar.core.method import DESCRIPTOR_KINDS, descriptor_texts
+from zsar.data import descriptor_files as f
+from zsar.data.adapters import read_class_list, words_display_name
+from zsar.data.io import read_json
+from zsar.stages import descriptors as d
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "descriptors-v1.yaml"

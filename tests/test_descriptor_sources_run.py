@@ -25,9 +25,9 @@ import yaml
 from helpers.workflow import REPO, copy_workflow, scheduled_jobs, snakemake
 
 import zsar
-from zsar.demo import CLASSES
-from zsar.io import read_json
-from zsar.method import VARIANTS
+from zsar.core.method import VARIANTS
+from zsar.data.demo import CLASSES
+from zsar.data.io import read_json
 
 pytestmark = pytest.mark.slow  # runs the workflow
 

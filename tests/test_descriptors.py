@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from zsar import descriptors as d
-from zsar.io import read_json
-from zsar.method import descriptor_texts
-from zsar.tiny import build_tiny_llm
+from zsar.core.method import descriptor_texts
+from zsar.data.io import read_json
+from zsar.models.tiny import build_tiny_llm
+from zsar.stages import descriptors as d
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "descriptors-v1.yaml"
@@ -221,7 +221,7 @@ def test_file_backend_missing_invalid_and_unknown_classes(tmp_path, caplog):
     }))
     names = [("GolfSwing", "golf swing"), ("JumpRope", "jump rope"),
              ("Broken", "broken"), ("Missing", "missing")]
-    with caplog.at_level(logging.WARNING, logger="zsar.descriptors"):
+    with caplog.at_level(logging.WARNING, logger="zsar.stages.descriptors"):
         doc = _run_file_stage(tmp_path, curated, names)
     d.validate_descriptors(doc)
     classes = doc["classes"]
@@ -256,7 +256,7 @@ def test_output_is_deterministic(tmp_path):
 
 
 def test_shipped_demo_descriptors_cover_every_demo_class(tmp_path):
-    demo = pytest.importorskip("zsar.demo")
+    demo = pytest.importorskip("zsar.data.demo")
     registry = yaml.safe_load((ROOT / "config" / "models.yaml").read_text())
     curated = ROOT / registry["llms"]["demo-curated"]["path"]
     names = [(name, name) for name in demo.CLASSES]
@@ -305,7 +305,7 @@ def test_tiny_llm_garbage_falls_back_with_counts(tmp_path, caplog, monkeypatch):
     classes = write_classes(tmp_path / "classes.parquet", names)
     out = tmp_path / "descriptors" / "tiny-llm.json"
     entry = {"name": "tiny-llm", "backend": "transformers", "build": {"family": "causal_lm"}}
-    with caplog.at_level(logging.INFO, logger="zsar.descriptors"):
+    with caplog.at_level(logging.INFO, logger="zsar.stages.descriptors"):
         d.run_descriptor_stage(classes, out, entry, PROMPTS, max_new_tokens=12, batch_size=2,
                                repair_attempts=1, resources=tmp_path, device="cpu")
     doc = read_json(out)
@@ -341,9 +341,10 @@ def test_tiny_llm_batched_generation_matches_one_by_one(tmp_path, monkeypatch):
 
 
 def test_a_kind_added_to_the_method_needs_no_schema_edit(monkeypatch):
-    """A new kind in zsar.method.KINDS is asked for, checked and embedded with no other edit."""
-    import zsar.descriptor_records as records
-    import zsar.method as method
+    """A new kind in zsar.core.method.KINDS is asked for, checked and embedded with no
+    other edit."""
+    import zsar.core.method as method
+    import zsar.data.descriptor_records as records
 
     kinds = {**method.KINDS, "object": method.TextKind(
         "object", "objects", "objects the action involves", 1.0, template="{class} with {text}")}

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.chat_server import ScriptedChatServer, ok
 
-from zsar import descriptors as d
-from zsar.io import read_json
+from zsar.data.io import read_json
+from zsar.stages import descriptors as d
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "descriptors-v1.yaml"
@@ -164,7 +164,7 @@ def test_no_repair_attempts_means_first_invalid_answer_falls_back(run_stage):
 
 
 def test_unset_key_variable_fails_before_any_request(tmp_path, monkeypatch):
-    from zsar.chat import ChatConfigError
+    from zsar.models.chat import ChatConfigError
 
     monkeypatch.delenv(KEY_ENV, raising=False)
     classes = write_classes(tmp_path / "classes.parquet", ["valid answer"])

@@ -1,6 +1,6 @@
 """Frames decoded and resized on the model's device against the PIL worker path.
 
-The device path (zsar.device_frames) is what the embedding stage uses on a GPU; here it runs
+The device path (zsar.models.device_frames) is what the embedding stage uses on a GPU; here it runs
 on the CPU with the same code. Its pixels are within a grey level or two of PIL's, and its
 video embeddings must agree with the PIL path's within fp16 tolerance.
 """
@@ -17,23 +17,23 @@ import pytest
 import torch
 from PIL import Image
 
-from zsar.backbones import build_image_transform, load_backbone
-from zsar.device_frames import (
+from zsar.models.backbones import build_image_transform, load_backbone
+from zsar.models.device_frames import (
     device_preprocess,
     jpegs_to_pixels,
     preprocess_jpegs,
     shortest_side_size,
 )
-from zsar.embed import (
+from zsar.models.registry import READY_FILE
+from zsar.models.tiny import build_tiny_open_clip
+from zsar.stages.embed import (
     frame_path,
     iter_video_embeddings,
     normalise_frames,
     split_transform,
     uint8_frames,
 )
-from zsar.frames import FRAMES_SCHEMA, decode_jpegs
-from zsar.registry import READY_FILE
-from zsar.tiny import build_tiny_open_clip
+from zsar.stages.frames import FRAMES_SCHEMA, decode_jpegs
 
 # fp16 has 10 fraction bits: near 1 its numbers are 2**-10 = 9.8e-4 apart, and components of
 # a unit vector lie in [-1, 1]. Two embeddings closer than that per component are the same

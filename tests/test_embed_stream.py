@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zsar.embed import (
+from zsar.stages.embed import (
     FrameBatcher,
     iter_video_embeddings,
     mean_frame_embedding,
@@ -20,7 +20,7 @@ from zsar.embed import (
     split_transform,
     uint8_frames,
 )
-from zsar.frames import FRAMES_SCHEMA, decode_video, decode_video_jpeg_only, frames_row
+from zsar.stages.frames import FRAMES_SCHEMA, decode_video, decode_video_jpeg_only, frames_row
 
 # ---------------------------------------------------------------- blocks of a shard
 
@@ -87,7 +87,7 @@ def _frames(count: int, seed: int = 0) -> list[Image.Image]:
 
 @pytest.mark.parametrize("crop_pct", [1.0, 0.875])
 def test_split_transform_gives_the_transforms_exact_pixels(crop_pct):
-    from zsar.backbones import build_image_transform
+    from zsar.models.backbones import build_image_transform
 
     transform = build_image_transform({"size": 32, "crop_pct": crop_pct})
     split = split_transform(transform)
@@ -115,7 +115,7 @@ class _TinyBackbone:
     device = "cpu"
 
     def __init__(self):
-        from zsar.backbones import build_image_transform
+        from zsar.models.backbones import build_image_transform
 
         self.transform = build_image_transform({"size": 16})
         self.projection = torch.randn(3 * 16 * 16, 8, generator=torch.Generator().manual_seed(0))

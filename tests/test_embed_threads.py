@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from zsar.embed import encoder_threads, iter_video_embeddings
-from zsar.frames import FRAMES_SCHEMA
+from zsar.stages.embed import encoder_threads, iter_video_embeddings
+from zsar.stages.frames import FRAMES_SCHEMA
 
 
 def test_the_encoder_leaves_the_workers_their_cores_when_it_keeps_up():
@@ -36,7 +36,7 @@ class _Backbone:
     device = "cpu"
 
     def __init__(self, delay: float):
-        from zsar.backbones import build_image_transform
+        from zsar.models.backbones import build_image_transform
 
         self.transform = build_image_transform({"size": 16})
         self.projection = torch.randn(3 * 16 * 16, 8, generator=torch.Generator().manual_seed(0))
@@ -96,7 +96,7 @@ def test_the_stage_picks_its_threads_after_the_first_pass_and_restores_them(
 
 
 def test_a_short_first_pass_then_passes_of_the_full_size():
-    from zsar.embed import FrameBatcher
+    from zsar.stages.embed import FrameBatcher
 
     sizes = []
     batcher = FrameBatcher(4, lambda batch: sizes.append(len(batch)) or batch.numpy(), first=1)

@@ -56,9 +56,9 @@ EXTRA_NEEDS = {
 def string_imports():
     """Functions that import modules named by strings, and which modules: a rule's code that
     reaches one imports them (their module-level code runs)."""
-    from zsar.registry import SECTION_BACKENDS
+    from zsar.models.registry import SECTION_BACKENDS
 
-    return {("zsar.registry", "backends"): tuple(SECTION_BACKENDS.values())}
+    return {("zsar.models.registry", "backends"): tuple(SECTION_BACKENDS.values())}
 
 
 def env_files(folder: Path = REPO / "envs") -> dict[str, EnvFile]:

@@ -5,15 +5,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zsar.explain import (
+from zsar.data.io import write_json
+from zsar.stages.explain import (
     ClassDescriptors,
     explain_prediction,
     explanation_query,
     run_explain_stage,
     top_descriptors,
 )
-from zsar.io import write_json
-from zsar.scoring import build_class_vectors, score_videos
+from zsar.stages.scoring import build_class_vectors, score_videos
 
 
 def unit(x):

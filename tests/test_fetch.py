@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers.workflow import REPO, copy_workflow, snakemake
 
-from zsar.fetch import (
+from zsar.models.fetch import (
     BUILDERS,
     ChecksumError,
     FetchError,
@@ -21,7 +21,7 @@ from zsar.fetch import (
     select_repo_files,
     verify_checksums,
 )
-from zsar.registry import READY_FILE, get_entry, load_registry
+from zsar.models.registry import READY_FILE, get_entry, load_registry
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: several streamed chunks
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

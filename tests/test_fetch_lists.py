@@ -18,9 +18,9 @@ from helpers.official_layouts import official_hmdb51, official_ucf101, serve, vi
 from helpers.workflow import BENCHMARK_LISTS, REPO
 
 from zsar.cli import main
-from zsar.config import ConfigError, load_config
-from zsar.lists import load_lists
-from zsar.plan import preflight, resolve_run
+from zsar.data.lists import load_lists
+from zsar.pipeline.config import ConfigError, load_config
+from zsar.pipeline.plan import preflight, resolve_run
 
 DATASET_FILES = {
     "ucf101": "ucf101.yaml", "hmdb51": "hmdb51.yaml", "k400": "k400.yaml",
@@ -162,7 +162,7 @@ def test_the_official_files_read_the_class_names_the_vificlip_label_files_spell(
     """The same class texts either way (classInd.txt's and the split files' names against
     ViFi-CLIP's CSVs). UCF101's are in the same order too; HMDB51's official order is the
     folders' (mmaction2's map), where ViFi-CLIP's CSV puts "kick ball" before "kick"."""
-    from zsar.adapters import read_split
+    from zsar.data.adapters import read_split
 
     official_ucf101(tmp_path, classes=0)
     official_hmdb51(tmp_path, classes=0)

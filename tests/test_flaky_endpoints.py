@@ -32,7 +32,7 @@ from helpers.chat_server import ScriptedChatServer, last_text, ok
 from helpers.secret_scan import leaks, readable_texts, text_leaks
 from helpers.workflow import copy_workflow, snakemake
 
-from zsar.method import VARIANTS
+from zsar.core.method import VARIANTS
 
 # Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
 pytestmark = pytest.mark.slow

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zsar import scoring
-from zsar.io import KeyedRows, RowGroups
-from zsar.metrics import rank_classes
-from zsar.scoring import class_sums, score_split
+from zsar.core.metrics import rank_classes
+from zsar.data.io import KeyedRows, RowGroups
+from zsar.stages import scoring
+from zsar.stages.scoring import class_sums, score_split
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 9, 12])

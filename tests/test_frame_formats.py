@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.format_corpus import CORPUS, Clip, make_corpus, read_index
 
-from zsar.frames import checked_duration, decode_jpeg, run_frames_stage
+from zsar.stages.frames import checked_duration, decode_jpeg, run_frames_stage
 
 CLIPS = {clip.name: clip for clip in CORPUS}
 NUM_FRAMES = 16  # more than 8: the samples reach further into each clip's tail
@@ -39,7 +39,7 @@ def stored(tmp_path_factory):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
-    logging.getLogger("zsar.frames").addHandler(handler)
+    logging.getLogger("zsar.stages.frames").addHandler(handler)
     try:
         run_frames_stage(
             root / "manifest.parquet",
@@ -52,7 +52,7 @@ def stored(tmp_path_factory):
             workers=2,
         )
     finally:
-        logging.getLogger("zsar.frames").removeHandler(handler)
+        logging.getLogger("zsar.stages.frames").removeHandler(handler)
     rows = {row["video_id"]: row for row in pq.read_table(root / "frames.parquet").to_pylist()}
     failures = {
         row["video_id"]: row["reason"]

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zsar import demo
-from zsar.frames import (
+from zsar.data import demo
+from zsar.stages.frames import (
     FRAMES_SCHEMA,
     clean_decoder_message,
     decode_video,

@@ -27,8 +27,8 @@ from helpers.deadline import within
 from helpers.secret_scan import leaks, pieces, text_leaks
 from PIL import Image
 
-from zsar import adapters
-from zsar.chat import scrub
+from zsar.data import adapters
+from zsar.models.chat import scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 5.0
@@ -113,7 +113,7 @@ def endpoint_entry(server: ScriptedChatServer, name: str) -> dict:
 
 
 def run_descriptor_stage(out: Path, tmp_path: Path) -> ScriptedChatServer:
-    from zsar import descriptors
+    from zsar.stages import descriptors
 
     names = [f"echo {offset:03d}" for offset in OFFSETS] + ["reply echo", "reply echo broken"]
     classes = tmp_path / "classes.parquet"
@@ -144,7 +144,7 @@ def run_descriptor_stage(out: Path, tmp_path: Path) -> ScriptedChatServer:
 
 
 def run_caption_stage(out: Path, tmp_path: Path) -> ScriptedChatServer:
-    from zsar import captions
+    from zsar.stages import captions
 
     frames = tmp_path / "frames.parquet"
     schema = pa.schema([("video_id", pa.string()), ("jpeg", pa.list_(pa.binary()))])
@@ -167,7 +167,7 @@ def run_caption_stage(out: Path, tmp_path: Path) -> ScriptedChatServer:
 
 
 def test_a_key_echoed_by_the_server_leaves_no_piece_in_any_output(tmp_path, monkeypatch, debug_log):
-    from zsar.report import run_summary_stage
+    from zsar.commands.report import run_summary_stage
 
     monkeypatch.setenv(KEY_ENV, KEY)
     out = tmp_path / "out"
@@ -240,7 +240,7 @@ def test_masking_comes_before_any_cut(offset):
 
 
 def test_a_chat_response_body_is_read_capped(monkeypatch):
-    from zsar.chat import ChatClient, ChatEndpoint
+    from zsar.models.chat import ChatClient, ChatEndpoint
 
     monkeypatch.setenv(KEY_ENV, KEY)
     huge = {"status": 200, "text": "x" * 3_000_000}
@@ -343,7 +343,7 @@ def _descriptors_cli(*args: str) -> tuple[int, str]:
 
 
 def _load_curated(path: Path):
-    from zsar.descriptors import load_curated
+    from zsar.stages.descriptors import load_curated
 
     return load_curated(path)
 
@@ -405,7 +405,7 @@ def test_a_nine_level_alias_bomb_is_one_error_naming_the_file_and_line(tmp_path,
 def test_yaml_that_pyyaml_writes_with_aliases_still_reads():
     import yaml
 
-    from zsar.limits import load_yaml_limited
+    from zsar.data.limits import load_yaml_limited
 
     shared = ["a", "b"]
     text = yaml.safe_dump({"x": shared, "y": shared})
@@ -421,8 +421,8 @@ def test_a_json_descriptor_file_is_parsed_as_json(tmp_path):
 
 
 def test_size_limits_are_configurable_and_named(tmp_path, monkeypatch):
-    from zsar.captions import read_caption_file
-    from zsar.limits import FileTooLarge
+    from zsar.data.limits import FileTooLarge
+    from zsar.stages.captions import read_caption_file
 
     labels = tmp_path / "labels.csv"
     labels.write_text("0,a\n1,b\n" * 100)
@@ -443,8 +443,8 @@ def test_size_limits_are_configurable_and_named(tmp_path, monkeypatch):
 
 
 def _preflight(data_root: Path) -> tuple[str, list[str]]:
-    from zsar.config import load_config
-    from zsar.plan import preflight, resolve_run
+    from zsar.pipeline.config import load_config
+    from zsar.pipeline.plan import preflight, resolve_run
 
     warnings: list[str] = []
     handler = logging.Handler(logging.WARNING)
@@ -489,7 +489,7 @@ def test_a_video_root_with_symlink_loops_gives_its_preflight_with_one_warning(tm
 
 
 def test_a_video_id_leading_out_of_the_root_is_missing(tmp_path):
-    from zsar.manifest import check_videos
+    from zsar.stages.manifest import check_videos
 
     (tmp_path / "secret.avi").write_bytes(b"not a video of the benchmark")
     (tmp_path / "videos/Archery").mkdir(parents=True)
@@ -538,7 +538,7 @@ def gfm_cells(line: str) -> list[str]:
 
 
 def test_markdown_tables_keep_their_shape_whatever_the_names():
-    from zsar.tables import footnote_lines, table_rows, to_markdown
+    from zsar.commands.tables import footnote_lines, table_rows, to_markdown
 
     records = _records()
     markdown = to_markdown(table_rows(records), footnote_lines(records), records)
@@ -557,7 +557,7 @@ LATEX_OF_HOSTILE = (
 
 
 def test_latex_escapes_every_special_character():
-    from zsar.tables import _latex_escape, footnote_lines, table_rows, to_latex
+    from zsar.commands.tables import _latex_escape, footnote_lines, table_rows, to_latex
 
     assert _latex_escape(HOSTILE) == LATEX_OF_HOSTILE
     records = _records()
@@ -582,7 +582,7 @@ def test_latex_escapes_every_special_character():
 def test_the_latex_table_compiles(tmp_path):
     import subprocess
 
-    from zsar.tables import footnote_lines, table_rows, to_latex
+    from zsar.commands.tables import footnote_lines, table_rows, to_latex
 
     records = _records()
     document = (
@@ -602,7 +602,7 @@ def test_the_latex_table_compiles(tmp_path):
 
 
 def test_plots_draw_names_that_look_like_mathtext(tmp_path):
-    from zsar import report
+    from zsar.commands import report
 
     names = [r"$\foo$", HOSTILE, "$", "a $ b $ c"]
     start = time.monotonic()
@@ -643,7 +643,7 @@ def test_plots_draw_names_that_look_like_mathtext(tmp_path):
     ],
 )
 def test_registry_names_and_file_fields_must_be_safe(registry, problem):
-    from zsar.registry import RegistryError, check_registry
+    from zsar.models.registry import RegistryError, check_registry
 
     with pytest.raises(RegistryError) as err:
         check_registry(registry, "models.yaml")
@@ -651,7 +651,7 @@ def test_registry_names_and_file_fields_must_be_safe(registry, problem):
 
 
 def test_a_url_without_a_file_name_is_refused(tmp_path):
-    from zsar.fetch import FetchError, fetch_url
+    from zsar.models.fetch import FetchError, fetch_url
 
     with pytest.raises(FetchError, match="names no file"):
         fetch_url({"name": "m", "url": "https://example.org/weights/.."}, tmp_path)

@@ -251,8 +251,9 @@ def test_light_commands_load_nothing_heavy():
     and `zsar predict` before it runs load no HEAVY package: the reason the imports above
     stay inside functions, checked by importing them in a fresh interpreter."""
     modules = sorted({module for module, _ in COMMANDS.values()} | {
-        "zsar.config", "zsar.embed", "zsar.method", "zsar.plan", "zsar.provenance",
-        "zsar.references", "zsar.registry", "zsar.scoring"})
+        "zsar.pipeline.config", "zsar.stages.embed", "zsar.core.method", "zsar.pipeline.plan",
+        "zsar.data.provenance",
+        "zsar.core.references", "zsar.models.registry", "zsar.stages.scoring"})
     code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
             f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

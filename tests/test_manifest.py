@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from zsar import manifest as stage
-from zsar.adapters import AnnotationError
 from zsar.cli import main
-from zsar.io import failures_table, write_parquet
+from zsar.data.adapters import AnnotationError
+from zsar.data.io import failures_table, write_parquet
+from zsar.stages import manifest as stage
 
 BENCHMARK_LISTS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmark-lists"
 
@@ -151,7 +151,7 @@ def test_run_manifest_stage_reads_the_rule_params(demo, tmp_path, caplog):
     ann, labels, root = demo
     spec = {"adapter": "demo", "annotations": {"1": str(ann)}, "labels": {"1": str(labels)},
             "video_root": str(root), "format": None, "splits": [1]}
-    with caplog.at_level("INFO", logger="zsar.manifest"):
+    with caplog.at_level("INFO", logger="zsar.stages.manifest"):
         summary = stage.run_manifest_stage(spec, str(tmp_path / "m.parquet"),
                                            str(tmp_path / "video_files.tsv"))
     assert summary == "videos=3 classes=2 missing=1"
@@ -165,7 +165,7 @@ def test_run_manifest_stage_reads_the_rule_params(demo, tmp_path, caplog):
 def test_class_list_key_and_stage_follow_content_not_paths(demo, tmp_path):
     """The same annotation files under another folder give the same key and class list;
     a changed file gives another key."""
-    from zsar.plan import DatasetPlan
+    from zsar.pipeline.plan import DatasetPlan
 
     ann, labels, _ = demo
     def plan(folder):
@@ -195,8 +195,8 @@ def test_a_generated_datasets_moved_lists_keep_the_class_lists_rows(demo, tmp_pa
     """The demo's lists are keyed by path (they do not exist when the run is planned), so
     moved ones give another classes.parquet; its rows, the key of the jobs that read it
     with a model (common.smk, class_list_content), stay the same unless a class changes."""
-    from zsar.io import rows_digest
-    from zsar.plan import DatasetPlan
+    from zsar.data.io import rows_digest
+    from zsar.pipeline.plan import DatasetPlan
 
     ann, labels, _ = demo
     moved = tmp_path / "moved"

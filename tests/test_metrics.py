@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from zsar.metrics import accuracy_metrics, mean_std, rank_classes
+from zsar.core.metrics import accuracy_metrics, mean_std, rank_classes
 
 # 6 classes, 5 videos. Worked by hand (tie rule: equal scores rank the lower class id first).
 SCORES = np.array(

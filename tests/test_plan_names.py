@@ -1,7 +1,8 @@
 """Every name the planner writes into a path, the workflow's wildcards read: each name
-format of zsar.plan (zsar.names.NameFormat) round-trips many settings through its formatter,
-its parser and the pattern the Snakefile's wildcard constraints take from it; no rule file
-writes a pattern of its own; and a run with more than one clip is planned on a fresh root."""
+format of zsar.pipeline.plan (zsar.core.names.NameFormat) round-trips many settings through
+its formatter, its parser and the pattern the Snakefile's wildcard constraints take from it;
+no rule file writes a pattern of its own; and a run with more than one clip is planned on a
+fresh root."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import re
 import pytest
 from helpers.workflow import REPO, copy_workflow, snakemake
 
-from zsar import plan as plan_module
-from zsar.config import load_config
-from zsar.method import VARIANTS
-from zsar.names import NameFormat, one_of
-from zsar.plan import (
+from zsar.core.method import VARIANTS
+from zsar.core.names import NameFormat, one_of
+from zsar.pipeline import plan as plan_module
+from zsar.pipeline.config import load_config
+from zsar.pipeline.plan import (
     RUN_NAME,
     SAMPLING_NAME,
     SAMPLING_RULE_NAMES,
@@ -48,8 +49,8 @@ def _sampling_settings() -> list[dict]:
     return settings
 
 
-# Each name format of zsar.plan -> the settings it is checked with, as its parser reads
-# them back. A format added to zsar.plan without settings here fails the test below.
+# Each name format of zsar.pipeline.plan -> the settings it is checked with, as its parser reads
+# them back. A format added to zsar.pipeline.plan without settings here fails the test below.
 SETTINGS = {
     "SHARD_NAME": [{"index": i, "total": n} for n in (1, 7, 32, 999, 1000, 4096)
                    for i in range(n)],

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from zsar.cli import main
-from zsar.config import load_config
-from zsar.io import write_json
+from zsar.data.io import write_json
+from zsar.pipeline.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = REPO / "config" / "models.yaml"
@@ -118,10 +118,10 @@ def test_json_with_captioner(capsys, tmp_path, demo_videos, videos, resources, d
 def test_scores_equal_the_workflow_stages(capsys, tmp_path, demo_videos, resources):
     """Without captions or descriptors a score is cos(video, name prompt), where the video
     embedding comes from the frames and embedding stages as the workflow runs them."""
-    from zsar.backbones import load_backbone
-    from zsar.embed import run_video_embedding_stage
-    from zsar.frames import run_frames_stage
-    from zsar.registry import get_entry, load_registry
+    from zsar.models.backbones import load_backbone
+    from zsar.models.registry import get_entry, load_registry
+    from zsar.stages.embed import run_video_embedding_stage
+    from zsar.stages.frames import run_frames_stage
 
     settings = load_config([CONFIG])["frames"]
     video = demo_videos / "videos" / "growing" / "growing_1.mp4"

@@ -1,4 +1,4 @@
-"""A record states the protocol its embeddings were made under (zsar.protocol): read from
+"""A record states the protocol its embeddings were made under (zsar.core.protocol): read from
 their provenance, refused where the config disagrees; class names spelled per backbone
 through the real loaders and UCF101's real lists; the texts, not the rule's name, compared
 with a published protocol."""
@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.stage_inputs import CHAIN, SCORE_PARAMS, VIDEO_PROTOCOL, write_score_inputs
 
-from zsar.io import read_provenance, write_parquet
-from zsar.protocol import ProtocolMismatch
-from zsar.references import comparisons, load_references
-from zsar.scoring import run_scoring_stage
+from zsar.core.protocol import ProtocolMismatch
+from zsar.core.references import comparisons, load_references
+from zsar.data.io import read_provenance, write_parquet
+from zsar.stages.scoring import run_scoring_stage
 
 REPO = Path(__file__).resolve().parents[1]
 LISTS = REPO.parent / "shared" / "benchmark-lists"
@@ -131,13 +131,13 @@ def _sent_texts(run, backbone: str) -> dict[str, str]:
 def class_name_jobs(ucf101_sweep, tmp_path):
     """The classes job and each backbone's class-name job, as the workflow runs them (the
     models built by fetch_model's own code)."""
-    from zsar.backbones import load_backbone
-    from zsar.config import load_config
-    from zsar.embed_text import load_name_prompt, run_class_name_stage
-    from zsar.fetch import fetch_model
-    from zsar.manifest import run_classes_stage
-    from zsar.plan import resolve_run
-    from zsar.registry import get_entry
+    from zsar.models.backbones import load_backbone
+    from zsar.models.fetch import fetch_model
+    from zsar.models.registry import get_entry
+    from zsar.pipeline.config import load_config
+    from zsar.pipeline.plan import resolve_run
+    from zsar.stages.embed_text import load_name_prompt, run_class_name_stage
+    from zsar.stages.manifest import run_classes_stage
 
     config, config_dir = ucf101_sweep
     plan = resolve_run(load_config([config_dir / "config.yaml"], config), config_dir)
@@ -173,7 +173,7 @@ def test_one_sweep_sends_each_backbone_its_own_spelling(class_name_jobs):
 def test_the_reference_check_compares_texts_not_rule_names(tmp_path):
     """HMDB51's label file already spells its names as words: a run with `raw` gives the
     texts `words` gives, and is set beside a reference that says `words`."""
-    from zsar.class_names import all_rules, rules_giving, texts_digest
+    from zsar.core.class_names import all_rules, rules_giving, texts_digest
 
     names = ["brush hair", "cartwheel", "climb stairs"]
     rules = all_rules(REPO / "config")
@@ -243,8 +243,8 @@ def test_each_overlay_is_set_beside_its_published_number(tmp_path, overlay, publ
 
 def test_the_default_run_says_which_fields_keep_it_from_a_published_number(tmp_path):
     """Without an overlay, ViFi-CLIP runs 8 frames: the preflight names that field."""
-    from zsar.config import load_config
-    from zsar.config_command import check_reference
+    from zsar.commands.config_command import check_reference
+    from zsar.pipeline.config import load_config
 
     overlay = tmp_path / "run.yaml"
     lists = LISTS / "vificlip-splits" / "ucf_splits_val{split}.txt"

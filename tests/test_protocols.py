@@ -30,21 +30,21 @@ from helpers.checkpoints import (
 from helpers.workflow import BENCHMARK_LISTS
 from PIL import Image
 
-from zsar.backbones import load_backbone
-from zsar.config import ConfigError
-from zsar.embed import (
+from zsar.models.backbones import load_backbone
+from zsar.models.registry import READY_FILE, get_entry, load_registry
+from zsar.models.tiny import build_tiny_open_clip, train_tiny_tokenizer
+from zsar.pipeline.config import ConfigError
+from zsar.pipeline.plan import _name_prompt, check_caption_context, resolve_dataset
+from zsar.stages.embed import (
     SPATIAL_CROPS,
     Views,
     iter_video_embeddings,
     video_embedding,
 )
-from zsar.embed_text import embed_class_names
-from zsar.frames import FRAMES_SCHEMA, sample_frame_indices
-from zsar.manifest import run_classes_stage
-from zsar.plan import _name_prompt, check_caption_context, resolve_dataset
-from zsar.registry import READY_FILE, get_entry, load_registry
-from zsar.scoring import class_vector_sets, score_with_templates
-from zsar.tiny import build_tiny_open_clip, train_tiny_tokenizer
+from zsar.stages.embed_text import embed_class_names
+from zsar.stages.frames import FRAMES_SCHEMA, sample_frame_indices
+from zsar.stages.manifest import run_classes_stage
+from zsar.stages.scoring import class_vector_sets, score_with_templates
 
 REPO = Path(__file__).parents[1]
 CONFIG = REPO / "config"
@@ -360,7 +360,7 @@ def test_llava_next_video_default_fits_and_more_frames_stop_with_both_numbers():
 
 
 def test_the_readme_gives_every_backbone_its_protocol_and_published_numbers():
-    from zsar.references import load_references
+    from zsar.core.references import load_references
 
     readme = (REPO / "docs" / "protocols.md").read_text()
     section = readme.split("### Each backbone's own protocol", 1)[1].split("\n### ", 1)[0]

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from zsar.references import (
+from zsar.commands.tables import footnote_lines, table_rows, to_csv, to_latex, to_markdown
+from zsar.core.references import (
     ReferenceFileError,
     comparisons,
     load_references,
     run_protocol,
     seen_classes,
 )
-from zsar.tables import footnote_lines, table_rows, to_csv, to_latex, to_markdown
 
 REFERENCES = Path(__file__).parents[1] / "config" / "reference_results.yaml"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zsar.registry import (
+from zsar.models.registry import (
     SECTIONS,
     RegistryError,
     backends,

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from zsar import report
-from zsar.explain import explanations_schema
-from zsar.io import write_json
+from zsar.commands import report
+from zsar.data.io import write_json
+from zsar.stages.explain import explanations_schema
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -210,7 +210,7 @@ def test_report_targets_are_scheduled_by_the_workflow(tmp_path):
 
     from helpers.workflow import copy_workflow, snakemake
 
-    from zsar.plan import variant_runs
+    from zsar.pipeline.plan import variant_runs
 
     work = copy_workflow(tmp_path / "wf")
     (work / "sweep.yaml").write_text("scoring:\n  lambda: [0.3, 0.5]\n")
@@ -244,7 +244,7 @@ def test_ablation_error_bars_are_the_records_intervals():
 
 
 def gain_rows(b, gains):
-    """zsar.compare's per-class gains rows of b against baseline, one per (class, points)."""
+    """zsar.stages.compare's per-class gains rows of b against baseline, one per (class, points)."""
     rows = [{"a": "baseline", "b": b, "class": name, "videos": 4, "correct_a": 2,
              "correct_b": 2 + round(points / 25), "gain_points": float(points),
              "gained": max(0, round(points / 25)), "lost": max(0, -round(points / 25))}

@@ -1,7 +1,7 @@
 """Every rule tells the scheduler what it needs, and the downstream requests cover what the
 benchmark measured.
 
-The requests are zsar.resources' lines in a job's input size; the measured peaks are
+The requests are zsar.pipeline.resources' lines in a job's input size; the measured peaks are
 benchmarks/downstream_scale.py's, recorded per job (rule, the size of each input, peak RSS,
 wall time) in benchmarks/downstream_scale.json at 20,000 and 110,000 videos and 400 and
 700 classes. A fit lowered below a measured peak, a rule added without a request, or a
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers.envs import rule_bodies
 
-from zsar.resources import NEEDS, need
+from zsar.pipeline.resources import NEEDS, need
 
 REPO = Path(__file__).resolve().parent.parent
 MEASURED = REPO / "benchmarks" / "downstream_scale.json"
@@ -49,7 +49,7 @@ def test_every_rule_asks_for_memory_and_time_from_its_inputs():
             if f'{key}={key}("{name}")' not in block:
                 wrong.append(f"{where}: resources has no {key}={key}(\"{name}\")")
         if name not in NEEDS:
-            wrong.append(f"{where}: zsar.resources.NEEDS has no entry")
+            wrong.append(f"{where}: zsar.pipeline.resources.NEEDS has no entry")
     assert not wrong, "\n".join(wrong)
 
 

@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.workflow import copy_workflow, scheduled_jobs, snakemake
 
-from zsar.demo import CLASSES
-from zsar.frames import decode_video
+from zsar.data.demo import CLASSES
+from zsar.stages.frames import decode_video
 
 # Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ import copy
 
 from test_tables import BASE
 
-from zsar.io import write_json
-from zsar.run_summary import (
+from zsar.data.io import write_json
+from zsar.pipeline.run_summary import (
     dataset_lines,
     run_summary_lines,
     runs_held,

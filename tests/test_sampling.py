@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers.format_corpus import CORPUS, make_clip, read_index
 
-from zsar.frames import Sampling, decode_video, sample_frame_indices, stride_frame_indices
+from zsar.stages.frames import Sampling, decode_video, sample_frame_indices, stride_frame_indices
 
 
 def open_vclip_indices(length, fps, num_frames, sampling_rate, clips, target_fps=30):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from zsar.method import FUSIONS, VARIANTS, kind_weights
-from zsar.scoring import build_class_vectors, score_videos
+from zsar.core.method import FUSIONS, VARIANTS, kind_weights
+from zsar.stages.scoring import build_class_vectors, score_videos
 
 KINDS = ["name", "attribute", "description", "hierarchy"]
 

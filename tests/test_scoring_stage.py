@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.stage_inputs import BACKBONE, CHAIN, SCORE_PARAMS, write_score_inputs
 
-from zsar.io import read_json
-from zsar.scoring import run_scoring_stage
-from zsar.tables import run_tables_stage
+from zsar.commands.tables import run_tables_stage
+from zsar.data.io import read_json
+from zsar.stages.scoring import run_scoring_stage
 
 PARAMS = SCORE_PARAMS
 

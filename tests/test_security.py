@@ -31,7 +31,7 @@ RULE_FILES = ("Snakefile", "workflow/rules/*.smk")
 TORCH_LOADERS = frozenset(
     {"torch.load", "torch.serialization.load", "torch.hub.load_state_dict_from_url"}
 )
-# Keyword names through which "run the repository's code" travels (zsar.fetch passes it on
+# Keyword names through which "run the repository's code" travels (zsar.models.fetch passes it on
 # as `remote_code`).
 REMOTE_CODE_KEYWORDS = frozenset({"trust_remote_code", "remote_code"})
 REGISTRY_KEY = "trust_remote_code"
@@ -231,8 +231,9 @@ def _is_false(node: ast.AST) -> bool:
 
 def test_the_scan_covers_the_code_that_loads_models():
     names = {p.relative_to(REPO).as_posix() for p in python_files()}
-    assert {"src/zsar/backbones.py", "src/zsar/captions.py", "src/zsar/descriptors.py",
-            "src/zsar/convert.py", "workflow/scripts/embed_videos.py"} <= names
+    assert {"src/zsar/models/backbones.py", "src/zsar/stages/captions.py",
+            "src/zsar/stages/descriptors.py", "src/zsar/models/convert.py",
+            "workflow/scripts/embed_videos.py"} <= names
 
 
 def test_every_torch_load_passes_weights_only_true():

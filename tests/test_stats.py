@@ -7,8 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from zsar import stats
-from zsar.metrics import mean_class_accuracy
+from zsar.core import stats
+from zsar.core.metrics import mean_class_accuracy
 
 
 def binomial_two_sided_p(only_a: int, only_b: int) -> float:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from helpers.workflow import BENCHMARK_LISTS, REPO, copy_workflow, snakemake
 
-from zsar.config import load_config
-from zsar.method import VARIANTS
-from zsar.registry import load_registry
+from zsar.core.method import VARIANTS
+from zsar.models.registry import load_registry
+from zsar.pipeline.config import load_config
 
 # Runs the Snakemake workflow: the full suite (make test), not the fast tier (make check).
 pytestmark = pytest.mark.slow

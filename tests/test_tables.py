@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from zsar.io import write_json
-from zsar.tables import (
+from zsar.commands.tables import (
     MARK,
     ablation_pivot,
     comparison_table,
@@ -20,6 +19,7 @@ from zsar.tables import (
     to_latex,
     to_markdown,
 )
+from zsar.data.io import write_json
 
 CHAIN = {
     "dataset": {"name": "ucf101"},

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from zsar import captions as C
-from zsar.demo import encode_video
-from zsar.frames import FRAMES_SCHEMA, decode_video, run_frames_stage
-from zsar.registry import get_entry, load_registry
-from zsar.tiny import make_tiny_vlm
+from zsar.data.demo import encode_video
+from zsar.models.registry import get_entry, load_registry
+from zsar.models.tiny import make_tiny_vlm
+from zsar.stages import captions as C
+from zsar.stages.frames import FRAMES_SCHEMA, decode_video, run_frames_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(ROOT / "config" / "models.yaml")
@@ -256,7 +256,7 @@ def test_an_old_frames_table_falls_back_to_the_default_with_a_warning(
     old = tmp_path / "old.parquet"
     pq.write_table(table, old)
     rows = rows_by_id(shard)
-    with caplog.at_level(logging.WARNING, logger="zsar.captions"):
+    with caplog.at_level(logging.WARNING, logger="zsar.stages.captions"):
         captioner, spy = caption_with_spy(old, tmp_path, tiny_resources)
     seconds = spy.seconds_per_grid()
     expected = [2 / (8 / (rows[name]["num_source_frames"] / C.DEFAULT_SOURCE_FPS))

@@ -12,14 +12,16 @@ from collections.abc import Iterator
 
 # name -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args)`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "config": ("zsar.config_command",
+    "config": ("zsar.commands.config_command",
                "print the effective config: files merged, defaults filled in"),
-    "manifest": ("zsar.manifest", "build a manifest Parquet from a benchmark's annotation files"),
-    "descriptors": ("zsar.descriptor_files",
+    "manifest": ("zsar.stages.manifest",
+                 "build a manifest Parquet from a benchmark's annotation files"),
+    "descriptors": ("zsar.data.descriptor_files",
                     "import descriptor files published elsewhere; export ours as CuPL JSON"),
-    "models": ("zsar.registry", "list the model registry with family, source and preprocessing"),
-    "predict": ("zsar.predict", "classify and explain videos with a backbone (top-5)"),
-    "fetch-lists": ("zsar.lists",
+    "models": ("zsar.models.registry",
+               "list the model registry with family, source and preprocessing"),
+    "predict": ("zsar.commands.predict", "classify and explain videos with a backbone (top-5)"),
+    "fetch-lists": ("zsar.data.lists",
                     "download ViFi-CLIP's zero-shot split lists into a data root (checksummed)"),
 }
 

@@ -57,7 +57,7 @@ def write_clip(path: Path, seed: int, frames: int = 16, width: int = 64, height:
     on a plain background, different for each seed."""
     import imageio_ffmpeg
 
-    from zsar.demo import paint_sliding
+    from zsar.data.demo import paint_sliding
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -46,7 +46,7 @@ def prepare_demo(workdir: Path) -> None:
 def prepare_benchmark(workdir: Path) -> None:
     """A benchmark-like dataset under a data root inside the workdir (so that a copy of the
     workdir is a copy of the data too): the demo's clips as a class-list split."""
-    from zsar.demo import generate_demo
+    from zsar.data.demo import generate_demo
 
     generate_demo(workdir / "data" / "toy", clips_per_class=2, seed=0)
     (workdir / "run.yaml").write_text(
@@ -287,8 +287,8 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "embedding_code",
-        "change what the video-embedding code computes (zsar/embed.py)",
-        _replace("src/zsar/embed.py",
+        "change what the video-embedding code computes (zsar/stages/embed.py)",
+        _replace("src/zsar/stages/embed.py",
                  '"normalise_then_mean": lambda frames: _unit(frames).mean(axis=-2),',
                  '"normalise_then_mean": lambda frames: _unit(frames[..., :1, :]).mean(axis=-2),'),
         {"embed_videos": 2, "gather_video_embeddings": 2, "score": 10, "explain": 10,

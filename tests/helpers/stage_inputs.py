@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from zsar.io import write_json, write_parquet
+from zsar.data.io import write_json, write_parquet
 
 # The score rule's params for the `full` variant, and a minimal backbone and chain.
 SCORE_PARAMS = {
@@ -21,7 +21,7 @@ SCORE_PARAMS = {
 }
 BACKBONE = {"name": "tiny", "backend": "open_clip"}
 CHAIN = {"dataset": {"name": "toy"}, "frames": {"num_frames": 8}, "backbone": BACKBONE}
-# What the embedding stages would have written beside such a chain (zsar.protocol).
+# What the embedding stages would have written beside such a chain (zsar.core.protocol).
 VIDEO_PROTOCOL = {"protocol": {"frames": {"sampling": "tsn", "num_frames": 8, "clips": 1},
                                "views": {"clips": 1, "crops": 1},
                                "pooling": "normalise_then_mean"}}

@@ -5,7 +5,7 @@
 # "What re-runs when"): its input files (by content where Snakemake can checksum them), its
 # params, and its code version. Params hold the config values the job reads (never batch
 # sizes, workers or devices), a model's identity (never its description), and `code`, a
-# hash of what the rule's script computes with (zsar.provenance.code_version). The profiles
+# hash of what the rule's script computes with (zsar.data.provenance.code_version). The profiles
 # turn Snakemake's mtime-based `code` trigger off in favour of that param.
 import os
 import sys
@@ -13,22 +13,22 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from zsar.config import ConfigError, lambdas, validate_config
-from zsar.embed import DEFAULT_POOLING
-from zsar.io import rows_digest
-from zsar.method import VARIANTS, kind_weights
-from zsar.plan import (
+from zsar.pipeline.config import ConfigError, lambdas, validate_config
+from zsar.stages.embed import DEFAULT_POOLING
+from zsar.data.io import rows_digest
+from zsar.core.method import VARIANTS, kind_weights
+from zsar.pipeline.plan import (
     parse_variant_run,
     preflight,
     resolve_run,
     variant_runs,
     wildcard_patterns,
 )
-from zsar.provenance import code_version
-from zsar.references import ReferenceFileError, load_references
-from zsar.resources import need
-from zsar.scoring import interval_options
-from zsar.registry import (
+from zsar.data.provenance import code_version
+from zsar.core.references import ReferenceFileError, load_references
+from zsar.pipeline.resources import need
+from zsar.stages.scoring import interval_options
+from zsar.models.registry import (
     backend_of,
     fetch_identity,
     get_entry,
@@ -72,7 +72,7 @@ def code(script):
 
 
 def _inputs_mb(rule, input):
-    """The size in MB of the inputs zsar.resources counts for the rule (those it names, else
+    """The size in MB of the inputs zsar.pipeline.resources counts for the rule (those it names, else
     all). A missing input raises FileNotFoundError naming it, and Snakemake sizes the job
     once its inputs exist."""
 
@@ -86,14 +86,14 @@ def _inputs_mb(rule, input):
 
 
 def mem_mb(rule):
-    """The rule's memory request in MB, from its inputs' size (zsar.resources)."""
+    """The rule's memory request in MB, from its inputs' size (zsar.pipeline.resources)."""
     return lambda wildcards, input, attempt: need(rule).mem_mb(
         _inputs_mb(rule, input), attempt
     )
 
 
 def runtime(rule):
-    """The rule's wall-time request in minutes, from its inputs' size (zsar.resources)."""
+    """The rule's wall-time request in minutes, from its inputs' size (zsar.pipeline.resources)."""
     return lambda wildcards, input, attempt: need(rule).runtime(
         _inputs_mb(rule, input), attempt
     )
@@ -132,7 +132,7 @@ def side_model_key(name, side):
 
 
 def pooling_of(backbone):
-    """How the backbone's checkpoint pools frame embeddings (zsar.embed.POOLINGS)."""
+    """How the backbone's checkpoint pools frame embeddings (zsar.stages.embed.POOLINGS)."""
     return registry_entry("backbones", backbone).get("pooling", DEFAULT_POOLING)
 
 
@@ -455,7 +455,8 @@ def records_on_disk():
 
 def comparisons_on_disk():
     """The comparisons other commands left in results/, beside their records: the tables
-    mark the gains of those records only where one matches them (zsar.tables)."""
+    mark the gains of those records only where one matches them (zsar.commands.tables).
+    """
     found = {str(p) for p in Path("results").glob("*/comparisons/*.json")}
     return sorted(found - set(all_comparisons()))
 
@@ -504,7 +505,7 @@ def final_outputs():
 
 
 # What the run holds: the console's last lines and the report's page of runs.
-from zsar.run_summary import run_summary_lines, shown_configfiles
+from zsar.pipeline.run_summary import run_summary_lines, shown_configfiles
 
 
 def command_line_config():
@@ -514,5 +515,6 @@ def command_line_config():
 
 def print_run_summary():
     """One line per dataset of the run's metrics: videos evaluated, failed (with the
-    failures file) and missing (zsar.run_summary), at the end of the run's output."""
+    failures file) and missing (zsar.pipeline.run_summary), at the end of the run's output.
+    """
     print("\n".join(run_summary_lines(all_metrics())), file=sys.stderr)

@@ -1,5 +1,5 @@
 # Paired comparisons of a backbone's runs on the same videos, read from their scores only:
-# cheap, and re-run only when a score changes or `statistics` does (zsar.compare).
+# cheap, and re-run only when a score changes or `statistics` does (zsar.stages.compare).
 
 
 rule compare:

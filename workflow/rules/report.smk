@@ -36,8 +36,8 @@ rule tables:
 
 # Explanations, figures and pages for `snakemake --report`. The per-class figures and
 # the explanation pages describe one run per (dataset, backbone): REPORT_RUN, the `full`
-# variant when scored (zsar.report.primary_run); explanations exist for every run.
-from zsar.report import primary_run
+# variant when scored (zsar.commands.report.primary_run); explanations exist for every run.
+from zsar.commands.report import primary_run
 
 REPORT_RUN = primary_run(RUNS, LAMBDAS)
 

@@ -1,10 +1,10 @@
 """Rule caption_shard: one frames shard -> captions and caption failures."""
 
-from zsar.job import model_entry, start_job
+from zsar.pipeline.job import model_entry, start_job
 
 
 def main(smk) -> None:
-    from zsar.captions import run_caption_stage
+    from zsar.stages.captions import run_caption_stage
 
     run_caption_stage(
         frames_shard=smk.input.frames,

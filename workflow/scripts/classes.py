@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.manifest import run_classes_stage
-    from zsar.plan import dataset_from_config
+    from zsar.pipeline.plan import dataset_from_config
+    from zsar.stages.manifest import run_classes_stage
 
     # Where the files are now: the rule's cache key holds their content, not their paths.
     config_dir = Path(smk.scriptdir).parents[1] / "config"

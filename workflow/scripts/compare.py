@@ -2,11 +2,11 @@
 
 import logging
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.compare import run_compare_stage
+    from zsar.stages.compare import run_compare_stage
 
     record = run_compare_stage(
         list(smk.input.scores),

@@ -3,11 +3,11 @@
 import logging
 from pathlib import Path
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.demo import generate_demo
+    from zsar.data.demo import generate_demo
 
     out_dir = Path(smk.output.annotations).parent
     expected = {Path(smk.output.labels).parent, Path(smk.output.videos).parent}

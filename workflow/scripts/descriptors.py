@@ -1,10 +1,10 @@
 """Rule descriptors: class list -> attributes, descriptions and hierarchy per class (JSON)."""
 
-from zsar.job import model_entry, start_job
+from zsar.pipeline.job import model_entry, start_job
 
 
 def main(smk) -> None:
-    from zsar.descriptors import run_descriptor_stage
+    from zsar.stages.descriptors import run_descriptor_stage
 
     run_descriptor_stage(
         classes_path=smk.input.classes,

@@ -1,10 +1,10 @@
 """Rule embed_captions: captions -> text embeddings with the backbone's text encoder."""
 
-from zsar.job import job_backbone, start_job
+from zsar.pipeline.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed_text import run_caption_text_stage
+    from zsar.stages.embed_text import run_caption_text_stage
 
     backbone, provenance = job_backbone(smk)
     run_caption_text_stage(smk.input.captions, smk.output[0], backbone, provenance)

@@ -1,10 +1,10 @@
 """Rule embed_class_names: the name prompt of every class -> text embeddings."""
 
-from zsar.job import job_backbone, start_job
+from zsar.pipeline.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed_text import NamePrompt, run_class_name_stage
+    from zsar.stages.embed_text import NamePrompt, run_class_name_stage
 
     backbone, provenance = job_backbone(smk)
     prompt = smk.params.prompt

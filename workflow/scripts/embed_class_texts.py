@@ -1,10 +1,10 @@
 """Rule embed_class_texts: one LLM's descriptor sentences of every class -> text embeddings."""
 
-from zsar.job import job_backbone, start_job
+from zsar.pipeline.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed_text import run_class_descriptor_stage
+    from zsar.stages.embed_text import run_class_descriptor_stage
 
     backbone, provenance = job_backbone(smk)
     provenance["templates"] = smk.params.templates

@@ -1,10 +1,10 @@
 """Rule embed_videos: one frames shard -> video embeddings with one backbone."""
 
-from zsar.job import job_backbone, start_job
+from zsar.pipeline.job import job_backbone, start_job
 
 
 def main(smk) -> None:
-    from zsar.embed import Views, run_video_embedding_stage
+    from zsar.stages.embed import Views, run_video_embedding_stage
 
     backbone, provenance = job_backbone(smk)
     run_video_embedding_stage(

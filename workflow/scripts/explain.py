@@ -2,11 +2,11 @@
 
 import logging
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.explain import run_explain_stage
+    from zsar.stages.explain import run_explain_stage
 
     rows = run_explain_stage(
         dict(smk.input.items()),

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from zsar.fetch import FetchError
-from zsar.job import model_entry, one_line_failure, start_job
+from zsar.models.fetch import FetchError
+from zsar.pipeline.job import model_entry, one_line_failure, start_job
 
 
 def main(smk) -> None:
-    from zsar.fetch import fetch_model
+    from zsar.models.fetch import fetch_model
 
     section = smk.params.section
     entry = model_entry(smk, section, smk.wildcards.model)

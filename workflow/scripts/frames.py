@@ -1,10 +1,10 @@
 """Rule frames: decode one shard of a dataset's videos into sampled, resized JPEG frames."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.frames import run_frames_stage, sampling_of
+    from zsar.stages.frames import run_frames_stage, sampling_of
 
     frames = smk.params.frames
     run_frames_stage(
@@ -12,7 +12,7 @@ def main(smk) -> None:
         out_path=smk.output.frames,
         failures_path=smk.output.failures,
         shard=smk.wildcards.shard,
-        # `clips` clips of num_frames frames each, clip after clip (zsar.embed.Views).
+        # `clips` clips of num_frames frames each, clip after clip (zsar.stages.embed.Views).
         sampling=sampling_of(frames),
         short_side=int(frames["short_side"]),
         jpeg_quality=int(frames["jpeg_quality"]),

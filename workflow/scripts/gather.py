@@ -2,11 +2,11 @@
 
 import logging
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.io import gather_parquet
+    from zsar.data.io import gather_parquet
 
     shards = list(smk.input.shards)
     rows = gather_parquet(shards, smk.output[0])

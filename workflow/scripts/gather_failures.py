@@ -1,10 +1,10 @@
 """Rule failures: missing videos from the manifest + every stage's failures -> one table."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.manifest import run_failures_stage
+    from zsar.stages.manifest import run_failures_stage
 
     run_failures_stage(
         smk.input.manifest,

@@ -1,11 +1,11 @@
 """Rule manifest: a dataset's annotation files and videos -> manifest.parquet and the list of
 video files the frames stage is keyed on."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.manifest import run_manifest_stage
+    from zsar.stages.manifest import run_manifest_stage
 
     run_manifest_stage(smk.params.spec, smk.output.manifest, smk.output.video_files)
 

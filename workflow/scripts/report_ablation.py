@@ -1,10 +1,10 @@
 """Rule report_ablation: a dataset's metrics JSONs -> the ablation bar chart."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_ablation_plot_stage
+    from zsar.commands.report import run_ablation_plot_stage
 
     run_ablation_plot_stage(list(smk.input), smk.output[0], dataset=smk.wildcards.dataset)
 

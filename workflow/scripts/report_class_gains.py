@@ -1,10 +1,10 @@
 """Rule report_class_gains: one backbone's per-class gains -> the report page."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_class_gains_page_stage
+    from zsar.commands.report import run_class_gains_page_stage
 
     run_class_gains_page_stage(
         smk.input[0],

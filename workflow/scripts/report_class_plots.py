@@ -1,10 +1,10 @@
 """Rule report_class_plots: one run's scores -> confusion matrix and per-class accuracy."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_class_plots_stage
+    from zsar.commands.report import run_class_plots_stage
 
     w = smk.wildcards
     run_class_plots_stage(

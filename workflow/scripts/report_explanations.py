@@ -1,10 +1,10 @@
 """Rule report_explanations: one run's explanations -> pages of correct and wrong predictions."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_explanation_pages_stage
+    from zsar.commands.report import run_explanation_pages_stage
 
     w = smk.wildcards
     run_explanation_pages_stage(

@@ -1,10 +1,10 @@
 """Rule report_runs: the runs a report holds (config files, datasets x backbones x runs)."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.run_summary import run_runs_page_stage
+    from zsar.pipeline.run_summary import run_runs_page_stage
 
     run_runs_page_stage(
         list(smk.input.metrics),

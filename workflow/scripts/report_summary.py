@@ -1,10 +1,10 @@
 """Rule report_summary: counts, descriptor fallbacks and failures of one dataset as a page."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_summary_stage
+    from zsar.commands.report import run_summary_stage
 
     run_summary_stage(
         list(smk.input.metrics),

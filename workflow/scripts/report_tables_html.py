@@ -1,10 +1,10 @@
 """Rule report_tables_html: every metrics JSON of the results folder -> the tables as HTML."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.report import run_tables_html_stage
+    from zsar.commands.report import run_tables_html_stage
 
     run_tables_html_stage(
         [*smk.input.metrics, *smk.params.records],

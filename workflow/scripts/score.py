@@ -2,11 +2,11 @@
 
 import logging
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.scoring import run_scoring_stage
+    from zsar.stages.scoring import run_scoring_stage
 
     record = run_scoring_stage(
         dict(smk.input.items()),

@@ -1,10 +1,10 @@
 """Rule tables: every metrics JSON of the results folder -> results/tables/results.{md,csv,tex}."""
 
-from zsar.job import start_job
+from zsar.pipeline.job import start_job
 
 
 def main(smk) -> None:
-    from zsar.tables import run_tables_stage
+    from zsar.commands.tables import run_tables_stage
 
     run_tables_stage(
         [*smk.input.metrics, *smk.params.records],

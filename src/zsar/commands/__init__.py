@@ -1,0 +1,2 @@
+"""The edges users touch: `zsar predict`, the tables and the report built from finished
+runs' records, `zsar config`, and finding the checkout a command runs against."""
