@@ -51,4 +51,4 @@ onerror:
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        WIRING.final_targets(),

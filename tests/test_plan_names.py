@@ -28,8 +28,8 @@ from zsar.pipeline.plan import (
     sampling_name,
     shard_id,
     variant_runs,
-    wildcard_patterns,
 )
+from zsar.pipeline.stage_table import STAGES, wildcard_patterns, wildcards_of
 
 # :g writes six digits; the last three need more to stay apart.
 LAMBDAS = [0.0, 1e-05, 0.125, 0.3, 0.5, 1.0, 2.5, 10.0, 0.1234567, 0.1234568, 123456789.0]
@@ -120,8 +120,10 @@ def test_a_run_wildcard_matches_the_planned_runs_only():
 
 
 def _output_wildcards() -> set[str]:
-    """The wildcards of every rule's output, log and benchmark paths in the rule files."""
-    names = set()
+    """The wildcards of every output template of the stage table, and of every rule's
+    output, log and benchmark paths written in the rule files."""
+    names = {n for stage in STAGES.values() for t in stage.outputs.values()
+             for n in wildcards_of(t)}
     for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
         section = None
         for line in path.read_text().splitlines():

@@ -88,7 +88,7 @@ def _replace(relative: str, old: str, new: str) -> Callable[[Path], list[str]]:
 def _touch_code(workdir: Path) -> list[str]:
     """Rewrite every workflow script and library module with the same bytes, as a `git
     checkout` of another branch and back does: new dates, same content."""
-    for path in [*workdir.glob("workflow/scripts/*.py"), *workdir.glob("src/zsar/*.py")]:
+    for path in [*workdir.glob("workflow/scripts/*.py"), *workdir.glob("src/zsar/**/*.py")]:
         path.write_bytes(path.read_bytes())
     return []
 

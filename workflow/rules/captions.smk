@@ -3,14 +3,10 @@
 
 rule caption_shard:
     input:
-        frames=frames_shard,
+        unpack(inputs("caption_shard")),
         prompts=f"config/prompts/{config['captions']['prompt_set']}.yaml",
-        model=lambda wildcards: model_ready("captioners", wildcards.captioner),
-        imported=lambda wildcards: model_files("captioners", wildcards.captioner),
-        replanned=replanned_after_manifest,
     output:
-        captions="results/{dataset}/captions/{captioner}/{shard}.parquet",
-        failures="results/{dataset}/captions/{captioner}/{shard}.failures.parquet",
+        **outputs("caption_shard"),
     log:
         "results/logs/{dataset}/captions/{captioner}/{shard}.log",
     benchmark:
@@ -18,13 +14,12 @@ rule caption_shard:
     conda:
         "../../envs/torch.yaml"
     resources:
-        gpu=lambda wildcards: gpus_for("captioners", wildcards.captioner),
+        gpu=gpus_for("captioners", "captioner"),
         mem_mb=mem_mb("caption_shard"),
         runtime=runtime("caption_shard"),
     params:
-        captioner=lambda wildcards: model_key("captioners", wildcards.captioner),
-        prompt_set=config["captions"]["prompt_set"],
-        max_new_tokens=config["captions"]["max_new_tokens"],
+        **WIRING.settings_of("caption_shard"),
+        captioner=model_key("captioners", "captioner"),
         code=code("captions"),
     script:
         "../scripts/captions.py"
@@ -32,13 +27,9 @@ rule caption_shard:
 
 rule gather_captions:
     input:
-        shards=expand(
-            "results/{{dataset}}/captions/{{captioner}}/{shard}.parquet",
-            shard=SHARDS,
-        ),
-        replanned=replanned_after_manifest,
+        unpack(inputs("gather_captions")),
     output:
-        "results/{dataset}/captions/{captioner}.parquet",
+        **outputs("gather_captions"),
     log:
         "results/logs/{dataset}/captions/{captioner}.gather.log",
     conda:

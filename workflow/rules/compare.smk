@@ -4,16 +4,9 @@
 
 rule compare:
     input:
-        scores=lambda wildcards: expand(
-            "results/{dataset}/scores/{backbone}/{run}.parquet",
-            dataset=wildcards.dataset,
-            backbone=wildcards.backbone,
-            run=RUNS,
-        ),
-        classes="results/{dataset}/classes.parquet",
+        unpack(inputs("compare")),
     output:
-        comparisons="results/{dataset}/comparisons/{backbone}.json",
-        class_gains="results/{dataset}/per_class_gains/{backbone}.parquet",
+        **outputs("compare"),
     log:
         "results/logs/{dataset}/compare/{backbone}.log",
     conda:
@@ -22,7 +15,7 @@ rule compare:
         mem_mb=mem_mb("compare"),
         runtime=runtime("compare"),
     params:
-        runs=compared_runs(),
+        runs=WIRING.compared_runs(),
         failure_policy=config["failure_policy"],
         statistics=config["statistics"],
         code=code("compare"),

@@ -6,12 +6,10 @@
 
 rule descriptors:
     input:
-        classes=ancient("results/{dataset}/classes.parquet"),
+        unpack(inputs("descriptors")),
         prompts=f"config/prompts/{config['descriptors']['prompt_set']}.yaml",
-        model=lambda wildcards: model_ready("llms", wildcards.llm),
-        curated=lambda wildcards: model_files("llms", wildcards.llm),
     output:
-        "results/{dataset}/descriptors/{llm}.json",
+        **outputs("descriptors"),
     log:
         "results/logs/{dataset}/descriptors/{llm}.log",
     benchmark:
@@ -19,15 +17,13 @@ rule descriptors:
     conda:
         "../../envs/torch.yaml"
     resources:
-        gpu=lambda wildcards: gpus_for("llms", wildcards.llm),
+        gpu=gpus_for("llms", "llm"),
         mem_mb=mem_mb("descriptors"),
         runtime=runtime("descriptors"),
     params:
-        llm=lambda wildcards: model_key("llms", wildcards.llm),
+        **WIRING.settings_of("descriptors"),
+        llm=model_key("llms", "llm"),
         classes=class_list_content,
-        prompt_set=config["descriptors"]["prompt_set"],
-        max_new_tokens=config["descriptors"]["max_new_tokens"],
-        repair_attempts=config["descriptors"]["repair_attempts"],
         code=code("descriptors"),
     script:
         "../scripts/descriptors.py"

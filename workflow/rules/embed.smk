@@ -5,11 +5,9 @@
 
 rule embed_videos:
     input:
-        frames=frames_shard,
-        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
-        replanned=replanned_after_manifest,
+        unpack(inputs("embed_videos")),
     output:
-        "results/{dataset}/embeddings/{backbone}/videos/{shard}.parquet",
+        **outputs("embed_videos"),
     log:
         "results/logs/{dataset}/embed/{backbone}/{shard}.log",
     benchmark:
@@ -18,13 +16,13 @@ rule embed_videos:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        gpu=gpus_for("backbones", "backbone"),
         mem_mb=mem_mb("embed_videos"),
         runtime=runtime("embed_videos"),
     params:
-        backbone=lambda wildcards: video_model_key(wildcards.backbone),
-        pooling=lambda wildcards: pooling_of(wildcards.backbone),
-        views=config["frames"]["views"],
+        **WIRING.settings_of("embed_videos"),
+        backbone=model_key("backbones", "backbone", "video"),
+        pooling=lambda wildcards: WIRING.pooling_of(wildcards.backbone),
         code=code("embed_videos"),
     script:
         "../scripts/embed_videos.py"
@@ -32,13 +30,9 @@ rule embed_videos:
 
 rule gather_video_embeddings:
     input:
-        shards=expand(
-            "results/{{dataset}}/embeddings/{{backbone}}/videos/{shard}.parquet",
-            shard=SHARDS,
-        ),
-        replanned=replanned_after_manifest,
+        unpack(inputs("gather_video_embeddings")),
     output:
-        "results/{dataset}/embeddings/{backbone}/videos.parquet",
+        **outputs("gather_video_embeddings"),
     log:
         "results/logs/{dataset}/embed/{backbone}/gather.log",
     conda:
@@ -54,22 +48,23 @@ rule gather_video_embeddings:
 
 rule embed_class_names:
     input:
-        classes=ancient("results/{dataset}/classes.parquet"),
-        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+        unpack(inputs("embed_class_names")),
     output:
-        "results/{dataset}/embeddings/{backbone}/class-names.parquet",
+        **outputs("embed_class_names"),
     log:
         "results/logs/{dataset}/embed/{backbone}/class-names.log",
     conda:
         "../../envs/torch.yaml"
     resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        gpu=gpus_for("backbones", "backbone"),
         mem_mb=mem_mb("embed_class_names"),
         runtime=runtime("embed_class_names"),
     params:
-        backbone=lambda wildcards: text_model_key(wildcards.backbone),
-        prompt=name_prompt,
-        class_names=class_name_rule,
+        backbone=model_key("backbones", "backbone", "text"),
+        prompt=lambda wildcards: WIRING.name_prompt(wildcards.backbone),
+        class_names=lambda wildcards: WIRING.class_name_rule(
+            wildcards.dataset, wildcards.backbone
+        ),
         classes=class_list_content,
         code=code("embed_class_names"),
     script:
@@ -78,22 +73,20 @@ rule embed_class_names:
 
 rule embed_class_texts:
     input:
-        classes=ancient("results/{dataset}/classes.parquet"),
-        descriptors="results/{dataset}/descriptors/{llm}.json",
-        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
+        unpack(inputs("embed_class_texts")),
     output:
-        "results/{dataset}/embeddings/{backbone}/classes-{llm}.parquet",
+        **outputs("embed_class_texts"),
     log:
         "results/logs/{dataset}/embed/{backbone}/classes-{llm}.log",
     conda:
         "../../envs/torch.yaml"
     resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        gpu=gpus_for("backbones", "backbone"),
         mem_mb=mem_mb("embed_class_texts"),
         runtime=runtime("embed_class_texts"),
     params:
-        backbone=lambda wildcards: text_model_key(wildcards.backbone),
-        templates=config["descriptors"]["templates"],
+        **WIRING.settings_of("embed_class_texts"),
+        backbone=model_key("backbones", "backbone", "text"),
         classes=class_list_content,
         code=code("embed_class_texts"),
     script:
@@ -102,21 +95,19 @@ rule embed_class_texts:
 
 rule embed_captions:
     input:
-        captions="results/{dataset}/captions/{captioner}.parquet",
-        model=lambda wildcards: model_ready("backbones", wildcards.backbone),
-        replanned=replanned_after_manifest,
+        unpack(inputs("embed_captions")),
     output:
-        "results/{dataset}/embeddings/{backbone}/captions-{captioner}.parquet",
+        **outputs("embed_captions"),
     log:
         "results/logs/{dataset}/embed/{backbone}/captions-{captioner}.log",
     conda:
         "../../envs/torch.yaml"
     resources:
-        gpu=lambda wildcards: gpus_for("backbones", wildcards.backbone),
+        gpu=gpus_for("backbones", "backbone"),
         mem_mb=mem_mb("embed_captions"),
         runtime=runtime("embed_captions"),
     params:
-        backbone=lambda wildcards: text_model_key(wildcards.backbone),
+        backbone=model_key("backbones", "backbone", "text"),
         code=code("embed_captions"),
     script:
         "../scripts/embed_captions.py"

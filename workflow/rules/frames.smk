@@ -5,11 +5,9 @@
 
 rule frames:
     input:
-        video_files="results/{dataset}/video_files.tsv",
-        manifest=ancient("results/{dataset}/manifest.parquet"),
+        unpack(inputs("frames")),
     output:
-        frames="results/{dataset}/frames/{sampling}/{shard}.parquet",
-        failures="results/{dataset}/frames/{sampling}/{shard}.failures.parquet",
+        **outputs("frames"),
     log:
         "results/logs/{dataset}/frames/{sampling}/{shard}.log",
     benchmark:
@@ -21,7 +19,7 @@ rule frames:
         mem_mb=mem_mb("frames"),
         runtime=runtime("frames"),
     params:
-        frames=frames_params(),
+        frames=WIRING.frames_params(),
         code=code("frames"),
     script:
         "../scripts/frames.py"
@@ -31,4 +29,5 @@ rule frames:
 # on a new cluster: decoding is CPU work, and bad videos show up in the failures files).
 rule frames_all:
     input:
-        all_frames(),
+        WIRING.targets("frames", "frames"),
+        WIRING.targets("frames", "failures"),

@@ -3,9 +3,9 @@
 
 rule demo_data:
     output:
-        annotations="resources/demo/annotations.txt",
-        labels="resources/demo/labels.csv",
-        videos=directory("resources/demo/videos"),
+        annotations=outputs("demo_data")["annotations"],
+        labels=outputs("demo_data")["labels"],
+        videos=directory(outputs("demo_data")["videos"]),
     log:
         "results/logs/demo_data.log",
     conda:
@@ -28,8 +28,7 @@ checkpoint manifest:
     input:
         manifest_inputs,
     output:
-        manifest="results/{dataset}/manifest.parquet",
-        video_files="results/{dataset}/video_files.tsv",
+        **outputs("manifest"),
     log:
         "results/logs/{dataset}/manifest.log",
     conda:
@@ -54,7 +53,7 @@ checkpoint classes:
     input:
         classes_inputs,
     output:
-        classes="results/{dataset}/classes.parquet",
+        **outputs("classes"),
     log:
         "results/logs/{dataset}/classes.log",
     conda:
@@ -71,11 +70,9 @@ checkpoint classes:
 
 rule failures:
     input:
-        manifest="results/{dataset}/manifest.parquet",
-        frames=frames_failures,
-        captions=caption_failures,
+        unpack(inputs("failures")),
     output:
-        "results/{dataset}/failures.parquet",
+        **outputs("failures"),
     log:
         "results/logs/{dataset}/failures.log",
     conda:

@@ -18,8 +18,8 @@ rule fetch_model:
         mem_mb=mem_mb("fetch_model"),
         runtime=runtime("fetch_model"),
     params:
-        model=lambda wildcards: fetch_key(wildcards.model),
-        section=lambda wildcards: registry_section(wildcards.model),
+        model=lambda wildcards: WIRING.fetch_key(wildcards.model),
+        section=lambda wildcards: WIRING.section_of(wildcards.model),
         code=code("fetch_model"),
     script:
         "../scripts/fetch_model.py"

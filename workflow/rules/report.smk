@@ -3,17 +3,16 @@
 
 rule tables:
     input:
-        metrics=all_metrics(),
-        comparisons=all_comparisons(),
+        unpack(inputs("tables")),
         references=reference_results(),
     output:
         md=report(
-            "results/tables/results.md",
+            outputs("tables")["md"],
             caption="../report/tables.rst",
             category="Tables",
         ),
-        csv="results/tables/results.csv",
-        tex="results/tables/results.tex",
+        csv=outputs("tables")["csv"],
+        tex=outputs("tables")["tex"],
     log:
         "results/logs/tables.log",
     conda:
@@ -24,10 +23,10 @@ rule tables:
     params:
         # The tables cover every record in results/, not only this run's: the list of
         # record files is a param, so a record added by another command re-runs them.
-        records=lambda wildcards: records_on_disk(),
+        records=lambda wildcards: on_disk("score", "metrics"),
         # Their comparisons, where other commands left them (a record without one is shown
         # without a paired interval or mark, and the table says so).
-        compared=lambda wildcards: comparisons_on_disk(),
+        compared=lambda wildcards: on_disk("compare", "comparisons"),
         warn_missing_share=config["warn_missing_share"],
         code=code("tables"),
     script:
@@ -35,18 +34,15 @@ rule tables:
 
 
 # Explanations, figures and pages for `snakemake --report`. The per-class figures and
-# the explanation pages describe one run per (dataset, backbone): REPORT_RUN, the `full`
-# variant when scored (zsar.commands.report.primary_run); explanations exist for every run.
-from zsar.commands.report import primary_run
-
-REPORT_RUN = primary_run(RUNS, LAMBDAS)
+# the explanation pages describe one run per (dataset, backbone): REPORT_RUN (common.smk);
+# explanations exist for every run.
 
 
 rule explain:
     input:
-        unpack(explain_inputs),
+        unpack(inputs("explain")),
     output:
-        "results/{dataset}/explanations/{backbone}/{run}.parquet",
+        **outputs("explain"),
     log:
         "results/logs/{dataset}/explain/{backbone}/{run}.log",
     conda:
@@ -55,8 +51,10 @@ rule explain:
         mem_mb=mem_mb("explain"),
         runtime=runtime("explain"),
     params:
-        scoring=scoring_params,
-        templates=explain_templates,
+        scoring=lambda wildcards: WIRING.scoring_params(
+            wildcards.backbone, wildcards.run
+        ),
+        templates=lambda wildcards: WIRING.explain_templates(wildcards.run),
         code=code("explain"),
     script:
         "../scripts/explain.py"
@@ -64,12 +62,11 @@ rule explain:
 
 rule report_tables_html:
     input:
-        metrics=all_metrics(),
-        comparisons=all_comparisons(),
+        unpack(inputs("report_tables_html")),
         references=reference_results(),
     output:
         report(
-            "results/report/tables.html",
+            outputs("report_tables_html")["html"],
             caption="../report/tables_html.rst",
             category="Tables",
             labels={"table": "results (HTML)"},
@@ -82,8 +79,8 @@ rule report_tables_html:
         mem_mb=mem_mb("report_tables_html"),
         runtime=runtime("report_tables_html"),
     params:
-        records=lambda wildcards: records_on_disk(),
-        compared=lambda wildcards: comparisons_on_disk(),
+        records=lambda wildcards: on_disk("score", "metrics"),
+        compared=lambda wildcards: on_disk("compare", "comparisons"),
         warn_missing_share=config["warn_missing_share"],
         code=code("report_tables_html"),
     script:
@@ -92,15 +89,10 @@ rule report_tables_html:
 
 rule report_ablation:
     input:
-        lambda wildcards: expand(
-            "results/{dataset}/metrics/{backbone}/{run}.json",
-            dataset=wildcards.dataset,
-            backbone=PLAN.backbones,
-            run=RUNS,
-        ),
+        unpack(inputs("report_ablation")),
     output:
         report(
-            "results/report/{dataset}/ablation.png",
+            outputs("report_ablation")["png"],
             caption="../report/ablation.rst",
             category="Ablation",
             labels={"dataset": "{dataset}"},
@@ -120,18 +112,17 @@ rule report_ablation:
 
 rule report_class_plots:
     input:
-        scores=f"results/{{dataset}}/scores/{{backbone}}/{REPORT_RUN}.parquet",
-        classes="results/{dataset}/classes.parquet",
+        unpack(inputs("report_class_plots")),
     output:
         confusion=report(
-            "results/report/{dataset}/{backbone}/confusion.png",
+            outputs("report_class_plots")["confusion"],
             caption="../report/confusion.rst",
             category="Per-class results",
             subcategory="{dataset}",
             labels={"backbone": "{backbone}", "figure": "confusion matrix"},
         ),
         per_class=report(
-            "results/report/{dataset}/{backbone}/per_class_accuracy.png",
+            outputs("report_class_plots")["per_class"],
             caption="../report/per_class.rst",
             category="Per-class results",
             subcategory="{dataset}",
@@ -154,23 +145,17 @@ rule report_class_plots:
 
 rule report_explanations:
     input:
-        explanations=f"results/{{dataset}}/explanations/{{backbone}}/{REPORT_RUN}.parquet",
-        frames=lambda wildcards: expand(
-            "results/{dataset}/frames/{sampling}/{shard}.parquet",
-            dataset=wildcards.dataset,
-            sampling=PLAN.sampling,
-            shard=SHARDS,
-        ),
+        unpack(inputs("report_explanations")),
     output:
         correct=report(
-            "results/report/{dataset}/{backbone}/explanations-correct.html",
+            outputs("report_explanations")["correct"],
             caption="../report/explanations.rst",
             category="Explanations",
             subcategory="{dataset}",
             labels={"backbone": "{backbone}", "predictions": "correct"},
         ),
         wrong=report(
-            "results/report/{dataset}/{backbone}/explanations-wrong.html",
+            outputs("report_explanations")["wrong"],
             caption="../report/explanations.rst",
             category="Explanations",
             subcategory="{dataset}",
@@ -194,10 +179,10 @@ rule report_explanations:
 
 rule report_class_gains:
     input:
-        "results/{dataset}/per_class_gains/{backbone}.parquet",
+        unpack(inputs("report_class_gains")),
     output:
         report(
-            "results/report/{dataset}/{backbone}/per_class_gains.html",
+            outputs("report_class_gains")["html"],
             caption="../report/class_gains.rst",
             category="Per-class results",
             subcategory="{dataset}",
@@ -218,17 +203,10 @@ rule report_class_gains:
 
 rule report_summary:
     input:
-        metrics=lambda wildcards: expand(
-            "results/{dataset}/metrics/{backbone}/{run}.json",
-            dataset=wildcards.dataset,
-            backbone=PLAN.backbones,
-            run=RUNS,
-        ),
-        descriptors=f"results/{{dataset}}/descriptors/{PLAN.llm}.json",
-        failures="results/{dataset}/failures.parquet",
+        unpack(inputs("report_summary")),
     output:
         report(
-            "results/report/{dataset}/summary.html",
+            outputs("report_summary")["html"],
             caption="../report/summary.rst",
             category="Run summary",
             labels={"dataset": "{dataset}"},
@@ -250,10 +228,10 @@ rule report_summary:
 # (the demo's) is seen to be that: params, so that another config re-makes it.
 rule report_runs:
     input:
-        metrics=all_metrics(),
+        unpack(inputs("report_runs")),
     output:
         report(
-            "results/report/runs.html",
+            outputs("report_runs")["html"],
             caption="../report/runs.rst",
             category="Run summary",
             labels={"page": "runs in this report"},

@@ -3,10 +3,9 @@
 
 rule score:
     input:
-        unpack(scoring_inputs),
+        unpack(inputs("score")),
     output:
-        scores="results/{dataset}/scores/{backbone}/{run}.parquet",
-        metrics="results/{dataset}/metrics/{backbone}/{run}.json",
+        **outputs("score"),
     log:
         "results/logs/{dataset}/score/{backbone}/{run}.log",
     conda:
@@ -15,15 +14,17 @@ rule score:
         mem_mb=mem_mb("score"),
         runtime=runtime("score"),
     params:
-        scoring=scoring_params,
+        scoring=lambda wildcards: WIRING.scoring_params(
+            wildcards.backbone, wildcards.run
+        ),
         chain=scoring_chain,
         # Every class-name rule: the record names those that give the texts it scored with.
         class_rules=PLAN.class_rules,
         dataset="{dataset}",
-        backbone=lambda wildcards: model_key("backbones", wildcards.backbone),
+        backbone=model_key("backbones", "backbone"),
         run="{run}",
         # The intervals' settings (not alpha, which only the comparisons use).
-        statistics=interval_params(),
+        statistics=WIRING.interval_params(),
         code=code("score"),
     script:
         "../scripts/score.py"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from zsar.core.names import (
     Optional,
     Part,
     Text,
-    one_of,
 )
 from zsar.data import adapters
 from zsar.data.adapters import ADAPTERS, AnnotationError
@@ -150,7 +149,8 @@ class RunPlan:
 
 
 # The names the planner writes into paths, each one definition (zsar.core.names) that formats
-# it, reads it back and gives the Snakefile's wildcard its pattern (wildcard_patterns);
+# it, reads it back and gives the Snakefile's wildcard its pattern
+# (zsar.pipeline.stage_table.wildcard_patterns);
 # tests/test_plan_names.py round-trips each.
 SHARD_NAME = NameFormat((Int("index", width=3), Text("-of-"), Int("total", width=3)))
 # Each frame-sampling rule's part of the frames folder name.
@@ -170,23 +170,6 @@ RUN_NAME = NameFormat((
     Optional((Text("_lambda"), Float("lambda")), written=lambda v: v.get("lambda") is not None,
              absent={}),
 ))  # fmt: skip
-
-
-def wildcard_patterns(plan: RunPlan, runs: Sequence[str]) -> dict[str, str]:
-    """The Snakefile's wildcard constraints: a planner-made name matches its format's
-    pattern; a name the config or the registry gives (or a run, written by RUN_NAME) is
-    one of those planned."""
-    models = plan.registry
-    return {
-        "dataset": one_of(plan.datasets),
-        "backbone": one_of(models["backbones"]),
-        "captioner": one_of(models["captioners"]),
-        "llm": one_of(models["llms"]),
-        "model": one_of(name for section in models.values() for name in section),
-        "shard": SHARD_NAME.pattern,
-        "sampling": SAMPLING_NAME.pattern,
-        "run": one_of(runs),
-    }
 
 
 def shard_id(index: int, total: int) -> str:
