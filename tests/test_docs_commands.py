@@ -25,6 +25,7 @@ RUNNERS: list[tuple[str, str]] = [
                                     "user's clips; tests/test_predict.py runs the same options "
                                     "on tiny models"),
     (r"zsar config --check-reference .*", "tests/test_protocol_records.py"),
+    (r"zsar explain-cache .*", "tests/test_stage_table.py"),
     (r"zsar config config/.*", "tests/test_cli_anywhere.py"),
     (r"python -c .*failures\.parquet.*", "tests/test_official_archives_run.py"),
     (r"zsar descriptors (import|export) .*", "not run as typed: it names the user's own files; "

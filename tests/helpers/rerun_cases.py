@@ -170,6 +170,11 @@ class Case:
     # Rules that run for real, for a case where a dry run cannot know (the checkpoint).
     executes: frozenset[str] | None = None
     not_executes: frozenset[str] = field(default_factory=frozenset)
+    # What the edit changes, in the stage table's words (`zsar explain-cache`): "config:KEY",
+    # "registry:SECTION.FIELD", "module:zsar.X", or "stage:NAME" for a file only that stage
+    # is keyed on. tests/test_rerun.py checks that the dry run schedules exactly the rules
+    # the table says these re-run (of the rules the run has).
+    edits: tuple[str, ...] = ()
 
 
 CASES: tuple[Case, ...] = (
@@ -179,6 +184,7 @@ CASES: tuple[Case, ...] = (
         _replace("config/models.yaml", "so that a test can edit one backbone of two.",
                  "reworded."),
         {},
+        edits=("registry:backbones.description",),
     ),
     Case(
         "touch",
@@ -186,12 +192,14 @@ CASES: tuple[Case, ...] = (
         "rewrites them with the same bytes",
         _touch_code,
         {},
+        edits=(),
     ),
     Case(
         "batch",
         "change the captions' and descriptors' `batch_size`, or `--cores`",
         _batch_sizes_and_cores,
         {},
+        edits=("config:captions.batch_size", "config:descriptors.batch_size"),
     ),
     Case(
         "hierarchy_weight",
@@ -201,6 +209,7 @@ CASES: tuple[Case, ...] = (
          **compared(2), **REPORT},
         ("results/demo/metrics/tiny-clip/+hierarchy.json",
          "results/demo/scores/tiny-clip/+hierarchy.parquet"),
+        edits=("config:scoring.weights.hierarchy",),
     ),
     Case(
         "fusion",
@@ -210,6 +219,7 @@ CASES: tuple[Case, ...] = (
          **compared(2), **REPORT},
         ("results/demo/metrics/tiny-clip/+caption.json",
          "results/demo/scores/tiny-clip/+caption.parquet"),
+        edits=("config:scoring.fusion",),
     ),
     Case(
         "statistics_resamples",
@@ -220,6 +230,7 @@ CASES: tuple[Case, ...] = (
          **compared(2), **REPORT},
         ("results/demo/metrics/tiny-clip/baseline.json",
          "results/demo/metrics/tiny-clip/baseline.json"),
+        edits=("config:statistics.resamples",),
     ),
     Case(
         "statistics_alpha",
@@ -227,6 +238,7 @@ CASES: tuple[Case, ...] = (
         _append("statistics: {alpha: 0.01}\n"),
         {**compared(2), "tables": 1, "report_tables_html": 1},
         ("results/demo/comparisons/tiny-clip.json", "results/demo/comparisons/tiny-clip.json"),
+        edits=("config:statistics.alpha",),
     ),
     Case(
         "caption_tokens",
@@ -236,6 +248,7 @@ CASES: tuple[Case, ...] = (
          "score": 4, "explain": 4, "report_class_plots": 2, "report_explanations": 2,
          **compared(2), **REPORT},
         ("results/demo/captions/tiny-vlm.parquet", "results/demo/captions/tiny-vlm.parquet"),
+        edits=("config:captions.max_new_tokens",),
     ),
     Case(
         "templates",
@@ -245,6 +258,7 @@ CASES: tuple[Case, ...] = (
          "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/classes-demo-curated.parquet",
          "results/demo/embeddings/tiny-clip/classes-demo-curated.parquet"),
+        edits=("config:descriptors.templates.attribute",),
     ),
     Case(
         "preprocessing",
@@ -255,6 +269,7 @@ CASES: tuple[Case, ...] = (
          "report_class_plots": 1, "report_explanations": 1, **compared(1), **REPORT},
         ("results/demo/embeddings/tiny-clip-b/videos.parquet",
          "results/demo/embeddings/tiny-clip-b/videos.parquet"),
+        edits=("registry:backbones.preprocess",),
     ),
     Case(
         "name_prompt",
@@ -265,6 +280,7 @@ CASES: tuple[Case, ...] = (
          "report_explanations": 1, **compared(1), **REPORT},
         ("results/demo/embeddings/tiny-clip-b/class-names.parquet",
          "results/demo/embeddings/tiny-clip-b/class-names.parquet"),
+        edits=("registry:backbones.name_prompt",),
     ),
     Case(
         "pooling",
@@ -275,6 +291,7 @@ CASES: tuple[Case, ...] = (
          "report_class_plots": 1, "report_explanations": 1, **compared(1), **REPORT},
         ("results/demo/embeddings/tiny-clip-b/videos.parquet",
          "results/demo/embeddings/tiny-clip-b/videos.parquet"),
+        edits=("registry:backbones.pooling",),
     ),
     Case(
         "crops",
@@ -284,6 +301,7 @@ CASES: tuple[Case, ...] = (
          "report_class_plots": 2, "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
+        edits=("config:frames.views.crops",),
     ),
     Case(
         "embedding_code",
@@ -295,6 +313,7 @@ CASES: tuple[Case, ...] = (
          "report_class_plots": 2, "report_explanations": 2, **compared(2), **REPORT},
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
+        edits=("module:zsar.stages.embed",),
     ),
     Case(
         "frames_per_video",
@@ -303,6 +322,7 @@ CASES: tuple[Case, ...] = (
         REDECODED,
         ("results/demo/embeddings/tiny-clip/videos.parquet",
          "results/demo/embeddings/tiny-clip/videos.parquet"),
+        edits=("config:frames.num_frames",),
     ),
     Case(
         "temporal_clips",
@@ -310,6 +330,7 @@ CASES: tuple[Case, ...] = (
         _append("frames: {views: {clips: 3}}\n"),
         # What the re-run computes: tests/test_protocol_records.py runs 3 clips at a stride.
         REDECODED,
+        edits=("config:frames.views.clips",),
     ),
     Case(
         "frame_sampler",
@@ -317,12 +338,14 @@ CASES: tuple[Case, ...] = (
         _append("frames: {sampling: stride, stride: 2}\n"),
         # What the re-run computes: tests/test_protocol_records.py runs 3 clips at a stride.
         REDECODED,
+        edits=("config:frames.sampling", "config:frames.stride"),
     ),
     Case(
         "stride_under_tsn",
         "change `frames.stride` while sampling TSN (which reads no stride)",
         _append("frames: {stride: 4}\n"),
         {},
+        edits=("config:frames.stride",),
     ),
     Case(
         "class_name_rule",
@@ -331,6 +354,7 @@ CASES: tuple[Case, ...] = (
                  "preprocess: {interpolation: bicubic}\n    class_names: spaced"),
         {"embed_class_names": 1, "score": 5, "explain": 5, "report_class_plots": 1,
          "report_explanations": 1, **compared(1), **REPORT},
+        edits=("registry:backbones.class_names",),
     ),
     Case(
         "new_data_root",
@@ -347,6 +371,7 @@ CASES: tuple[Case, ...] = (
         not_executes=frozenset({"classes", "descriptors", "frames", "embed_videos",
                                 "gather_video_embeddings", "embed_class_names",
                                 "embed_class_texts", "fetch_model"}),
+        edits=("config:data_root",),
     ),
     Case(
         "video_removed",
@@ -358,6 +383,7 @@ CASES: tuple[Case, ...] = (
         ("results/toy/frames/tsn8_s256_q90/000-of-001.parquet",
          "results/toy/frames/tsn8_s256_q90/000-of-001.parquet"),
         fixture="benchmark",
+        edits=("stage:manifest",),
     ),
 )
 
@@ -380,6 +406,8 @@ LISTS_MOVED = Case(
     executes=frozenset({"manifest", "classes", "failures", "score", "explain",
                         "report_class_plots", "report_explanations", *compared(2), *REPORT}),
     not_executes=_DECODING | _WITH_THE_CLASS_LIST,
+    # The demo's lists are rule outputs, so its classes job takes them by path.
+    edits=("config:dataset_specs", "stage:classes"),
 )
 # The counterpart, so that the case above can fail: another class list re-runs the jobs
 # that read it with a model (and still decodes nothing).
@@ -390,6 +418,7 @@ LISTS_EDITED = Case(
     _AFTER_LISTS,
     executes=LISTS_MOVED.executes | _WITH_THE_CLASS_LIST,
     not_executes=_DECODING,
+    edits=LISTS_MOVED.edits,
 )
 
 TABLE_CASES = (*CASES, LISTS_MOVED, LISTS_EDITED)

@@ -128,12 +128,12 @@ def _imported_zsar_modules(tree: ast.AST) -> set[str]:
             # zsar.stages.embed import Views` a name of a module: count the module.
             for alias in node.names:
                 name = f"{node.module}.{alias.name}"
-                found.add(name if _is_module(name) else node.module)
+                found.add(name if is_module(name) else node.module)
     found.discard("zsar")
     return found
 
 
-def _is_module(name: str) -> bool:
+def is_module(name: str) -> bool:
     """Whether a zsar name is a module or package, read from the files (find_spec would
     import its parent, and with it torch for some)."""
     path = PACKAGE_DIR.joinpath(*name.split(".")[1:])
