@@ -1,7 +1,7 @@
 """Caption throughput: one video at a time versus batched greedy generation, same model.
 
-Runs the stage's own code path (zsar.stages.captions.TransformersCaptioner: JPEG decode, processor,
-chat template, left-padded batched `generate`, decode) on a random-init Qwen2.5-VL:
+Runs the stage's own code path (zsar.models.captioners.TransformersCaptioner: JPEG decode,
+processor, chat template, left-padded batched `generate`, decode) on a random-init Qwen2.5-VL:
 
 - on the CPU (default), a small config, so that it finishes in a minute or two;
 - with `--device cuda`, a 7B-shaped config (Qwen2.5-VL-7B's dimensions, bf16, random init:
@@ -59,7 +59,7 @@ def synthetic_videos(count: int, frames: int, height: int, width: int, seed: int
     import numpy as np
     from PIL import Image
 
-    from zsar.stages.captions import VideoFrames
+    from zsar.models.caption_inputs import VideoFrames
 
     rng = np.random.default_rng(seed)
     videos = []
@@ -78,8 +78,9 @@ def synthetic_videos(count: int, frames: int, height: int, width: int, seed: int
 def build_captioner(args):
     import torch
 
+    from zsar.models.caption_inputs import PromptSet
+    from zsar.models.captioners import TransformersCaptioner
     from zsar.models.tiny import make_tiny_vlm
-    from zsar.stages.captions import PromptSet, TransformersCaptioner
 
     shape = SHAPES[args.shape]
     spec = {"arch": "qwen2_5_vl", "seed": 0, **shape}
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from zsar.stages.captions import VISUAL_INPUTS
+    from zsar.models.captioners import VISUAL_INPUTS
     from zsar.stages.frames import decode_jpegs
 
     gpu = args.device.startswith("cuda")

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from zsar.data.io import read_provenance
+from zsar.models.caption_inputs import VIDEO_TIMING, load_prompt_set
+from zsar.models.captioners import TransformersCaptioner, load_vlm, make_captioner
 from zsar.models.registry import get_entry, load_registry, model_dir, model_identity
 from zsar.models.tiny import build_tiny_vlm
 from zsar.stages import captions as C
@@ -109,7 +111,7 @@ def test_the_checkpoints_settings_are_recorded_and_applied(frames_shard, stage_d
     assert params["decoding"] == "greedy"
     assert "transformers_version" not in settings
     assert block["generation_params"] == params  # the provenance says the same
-    assert params["video_timing"] == C.VIDEO_TIMING  # and how the frames were timed
+    assert params["video_timing"] == VIDEO_TIMING  # and how the frames were timed
     assert penalties and set(penalties) == {1.05}  # and generate() really applied it
     # Canonical JSON: sorted keys at every level, so equal settings give equal bytes.
     assert raw == json.dumps(params, sort_keys=True, separators=(",", ":"))
@@ -125,10 +127,10 @@ def test_an_entry_override_wins_and_is_recorded(frames_shard, stage_dir, penalti
 
 
 def test_an_entry_can_choose_another_decoding(resources):
-    processor, model = C.load_vlm(entry(), resources, "cpu")
-    captioner = C.TransformersCaptioner(processor, model, C.load_prompt_set(PROMPTS),
-                                        max_new_tokens=4, batch_size=1,
-                                        generation={"num_beams": 2}, name=NAME)
+    processor, model = load_vlm(entry(), resources, "cpu")
+    captioner = TransformersCaptioner(processor, model, load_prompt_set(PROMPTS),
+                                      max_new_tokens=4, batch_size=1,
+                                      generation={"num_beams": 2}, name=NAME)
     assert captioner.generation_params["decoding"] == "beam search"
     assert captioner.generation_config.num_beams == 2
 
@@ -139,8 +141,8 @@ def test_an_entry_can_choose_another_decoding(resources):
 ])
 def test_bad_generation_settings_are_named(resources, generation, words):
     with pytest.raises(ValueError) as caught:
-        C.make_captioner(entry(**generation), resources, "cpu", C.load_prompt_set(PROMPTS),
-                         4, 1)
+        make_captioner(entry(**generation), resources, "cpu", load_prompt_set(PROMPTS),
+                       4, 1)
     message = str(caught.value)
     assert NAME in message and all(w in message for w in words)
 

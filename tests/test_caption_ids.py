@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from zsar.data.adapters import kinetics_clip_key, kinetics_clip_name
+from zsar.models.captioners import FileCaptioner
 from zsar.stages import captions as C
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_published_kinetics_ids_in_several_spellings_all_match(tmp_path, caplog)
     text = "video_id,caption\n" + "".join(f'{i},"{c}"\n' for i, c in rows)
     source = tmp_path / "published.csv"
     source.write_bytes(codecs.BOM_UTF8 + text.encode())
-    with caplog.at_level(logging.INFO, logger="zsar.stages.captions"):
+    with caplog.at_level(logging.INFO, logger="zsar.models.captioners"):
         out, failures = run_file_captioner(tmp_path, source, match="kinetics")
     captions = {r["video_id"]: r["caption"] for r in pq.read_table(out).to_pylist()}
     assert captions == {SHARD_IDS[0]: "A man abseils down a cliff.",
@@ -97,16 +98,16 @@ def test_min_match_is_configurable(tmp_path, caplog):
     source.write_text(json.dumps({"qqqqqqqqqqq_3_13": "A dog runs."}))
     with pytest.raises(ValueError, match="matches 1 of 4 videos"):
         run_file_captioner(tmp_path, source, match="kinetics")
-    with caplog.at_level(logging.INFO, logger="zsar.stages.captions"):
+    with caplog.at_level(logging.INFO, logger="zsar.models.captioners"):
         out, _ = run_file_captioner(tmp_path, source, match="kinetics", min_match=0.25)
     assert pq.read_table(out).num_rows == 1
     assert "videos=4 matched=1" in caplog.text
     with pytest.raises(ValueError, match="min_match must be in"):
-        C.FileCaptioner({"name": "x", "path": str(source), "min_match": 50})
+        FileCaptioner({"name": "x", "path": str(source), "min_match": 50})
 
 
 def test_two_ids_of_one_clip_in_a_file_are_an_error(tmp_path):
     source = tmp_path / "dup.json"
     source.write_text(json.dumps({"abc_10_20": "one", "abc_000010_000020.mp4": "two"}))
     with pytest.raises(ValueError, match="are the same video"):
-        C.FileCaptioner({"name": "x", "path": str(source), "match": "kinetics"})
+        FileCaptioner({"name": "x", "path": str(source), "match": "kinetics"})

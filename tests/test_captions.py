@@ -17,7 +17,18 @@ import torch
 import yaml
 from PIL import Image
 
+from zsar.data.caption_files import ID_KEYS, match_imported_captions, read_caption_file
 from zsar.data.io import PROVENANCE_KEY, gather_parquet, read_provenance, write_parquet
+from zsar.models.batching import AdaptiveBatch, run_in_batches
+from zsar.models.caption_inputs import VideoFrames, load_prompt_set
+from zsar.models.captioners import (
+    BACKENDS,
+    VISUAL_INPUTS,
+    Captioner,
+    TransformersCaptioner,
+    load_vlm,
+    make_captioner,
+)
 from zsar.models.registry import get_entry, load_registry
 from zsar.models.tiny import TINY_VLM_ARCHS, build_tiny_vlm
 from zsar.stages import captions as C
@@ -82,7 +93,7 @@ def frames_shard(tmp_path_factory):
 
 def good_videos():
     rows = [r for r in frames_rows() if r["video_id"] in GOOD]
-    return [C.VideoFrames(r["video_id"], r["jpeg"]) for r in rows]
+    return [VideoFrames(r["video_id"], r["jpeg"]) for r in rows]
 
 
 @pytest.mark.slow  # about 25 s on two cores
@@ -92,21 +103,21 @@ def good_videos():
 )
 def test_batched_and_one_at_a_time_greedy_captions_are_identical(resources, arch, visual_input):
     entry = {**get_entry(REGISTRY, "captioners", TINY[arch]), "visual_input": visual_input}
-    processor, model = C.load_vlm(entry, resources, "cpu")
+    processor, model = load_vlm(entry, resources, "cpu")
     assert model.dtype == torch.float32 and not model.training
-    prompts = C.load_prompt_set(PROMPTS)
+    prompts = load_prompt_set(PROMPTS)
     videos = good_videos()
 
     def captioner(batch_size):
-        return C.TransformersCaptioner(processor, model, prompts, max_new_tokens=12,
-                                       batch_size=batch_size, visual_input=visual_input)
+        return TransformersCaptioner(processor, model, prompts, max_new_tokens=12,
+                                     batch_size=batch_size, visual_input=visual_input)
 
     batched = captioner(4).caption(videos)
     single = captioner(1).caption(videos)
     assert batched == single
     assert all(error is None and text for text, error in batched)
     if arch == "qwen2_5_vl":  # the batch really was padded: prompts of different lengths
-        key = C.VISUAL_INPUTS[visual_input]
+        key = VISUAL_INPUTS[visual_input]
         lengths = {len(processor(text=[captioner(1)._prompt_text(len(v.jpegs))],
                                  **{key: [decode_jpegs(v.jpegs)]})["input_ids"][0])
                    for v in videos}
@@ -165,7 +176,7 @@ def test_registry_entries_name_known_backends_and_families():
     assert {"tiny-vlm", "qwen2.5-vl-7b", "llava-next-video-7b", "smolvlm2-2.2b"} <= set(entries)
     families = set()
     for name, entry in entries.items():
-        assert entry["backend"] in C.BACKENDS, name
+        assert entry["backend"] in BACKENDS, name
         if "build" in entry:
             assert entry["build"]["family"] == "vlm"
             families.add(entry["build"]["arch"])
@@ -173,7 +184,7 @@ def test_registry_entries_name_known_backends_and_families():
             assert "/" in entry["hf_repo"], name
     assert families == set(TINY_VLM_ARCHS) and len(families) >= 2
     with pytest.raises(ValueError, match="unknown backend"):
-        C.make_captioner({"name": "x", "backend": "nope"}, "r", "cpu", None, 8, 1)
+        make_captioner({"name": "x", "backend": "nope"}, "r", "cpu", None, 8, 1)
 
 
 @pytest.mark.parametrize(
@@ -211,9 +222,9 @@ def test_out_of_memory_halves_the_batch_and_a_bad_video_fails_alone():
         return [(f"caption {x}", None) for x in chunk]
 
     logged = []
-    batch = C.AdaptiveBatch(8)
+    batch = AdaptiveBatch(8)
     items = ["v0", "v1", "bad", "v3", "v4"]
-    outcomes = C.run_in_batches(items, run, batch, log=logged.append)
+    outcomes = run_in_batches(items, run, batch, log=logged.append)
     assert batch.size == 2  # kept for later batches
     assert [o[0] for o in outcomes] == ["caption v0", "caption v1", None, "caption v3",
                                         "caption v4"]
@@ -221,12 +232,12 @@ def test_out_of_memory_halves_the_batch_and_a_bad_video_fails_alone():
     assert any("out of memory at batch size 5" in m for m in logged)
     assert sizes[:3] == [5, 2, 2]  # halved (5 -> 2), then the failing pair split
 
-    always_oom = C.run_in_batches(["x"], lambda c: (_ for _ in ()).throw(
-        torch.OutOfMemoryError("out of memory")), C.AdaptiveBatch(1), log=logged.append)
+    always_oom = run_in_batches(["x"], lambda c: (_ for _ in ()).throw(
+        torch.OutOfMemoryError("out of memory")), AdaptiveBatch(1), log=logged.append)
     assert always_oom == [(None, "out of memory at batch size 1")]
 
 
-class _CrashingCaptioner(C.Captioner):
+class _CrashingCaptioner(Captioner):
     prompt_version = "v"
     generation_params = {}
 
@@ -288,7 +299,7 @@ def test_file_backend_counts_and_reports_missing_and_unknown_ids(tmp_path, suffi
     source = write_caption_file(tmp_path, suffix, mapping)
     entry = {"name": "imported", "backend": "file", "path": str(source)}
     out, failures_out = tmp_path / "out.parquet", tmp_path / "out.failures.parquet"
-    with caplog.at_level(logging.INFO, logger="zsar.stages.captions"):
+    with caplog.at_level(logging.INFO, logger="zsar.models.captioners"):
         C.run_caption_stage(ids_shard(tmp_path), out, failures_out, entry, PROMPTS, 16, 2,
                             tmp_path, "cpu")
     rows = pq.read_table(out).to_pylist()
@@ -305,19 +316,19 @@ def test_file_backend_counts_and_reports_missing_and_unknown_ids(tmp_path, suffi
 
 def test_file_backend_matches_by_stem_and_rejects_bad_files(tmp_path):
     captions = {"a": "x one", "b": "x two", "q": "x three"}
-    outcomes, report = C.match_imported_captions(SHARD_IDS, captions, C.ID_KEYS["stem"])
+    outcomes, report = match_imported_captions(SHARD_IDS, captions, ID_KEYS["stem"])
     assert outcomes[:2] == [("x one", None), ("x two", None)]
     assert report.missing == ["val/c.mp4", "val/d.mp4"] and report.unused == ["q"]
     duplicate = tmp_path / "dup.csv"
     duplicate.write_text("video_id,caption\na,x\na,y\n")
     with pytest.raises(ValueError, match="more than once"):
-        C.read_caption_file(duplicate)
+        read_caption_file(duplicate)
     wrong_columns = tmp_path / "cols.csv"
     wrong_columns.write_text("id,text\na,x\n")
     with pytest.raises(ValueError, match="missing column"):
-        C.read_caption_file(wrong_columns)
+        read_caption_file(wrong_columns)
     with pytest.raises(ValueError, match="unsupported"):
-        C.read_caption_file(tmp_path / "captions.txt")
+        read_caption_file(tmp_path / "captions.txt")
 
 
 # --- gathering shards ------------------------------------------------------------------------
@@ -342,6 +353,6 @@ def test_gather_concatenates_shards_in_order_and_keeps_provenance(tmp_path):
 
 def test_prompt_set_is_versioned():
     data = yaml.safe_load(PROMPTS.read_text())
-    prompts = C.load_prompt_set(PROMPTS)
+    prompts = load_prompt_set(PROMPTS)
     assert prompts.version == data["version"] == PROMPTS.stem
     assert "who" in prompts.prompt and "where" in prompts.prompt

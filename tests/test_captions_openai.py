@@ -15,6 +15,7 @@ import pytest
 from helpers.chat_server import ScriptedChatServer, ok
 from PIL import Image
 
+from zsar.models.caption_inputs import load_prompt_set, subsample_frames
 from zsar.models.chat import ChatConfigError
 from zsar.stages import captions as C
 
@@ -86,7 +87,7 @@ def test_openai_backend_retries_records_failures_and_never_leaks_the_key(
                             max_new_tokens=40, batch_size=3, resources=tmp_path, device="auto")
 
     # The requests: model, token limit, greedy, the frames as data URLs in order, the prompt.
-    prompt = C.load_prompt_set(PROMPTS).prompt
+    prompt = load_prompt_set(PROMPTS).prompt
     for headers, body in server.requests:
         assert headers["Authorization"] == f"Bearer {API_KEY}"  # the key was really used
         assert body["model"] == "served-vlm"
@@ -138,6 +139,6 @@ def test_missing_key_variable_fails_before_any_output(frames_shard, tmp_path, mo
 
 
 def test_max_frames_subsamples_evenly():
-    assert C.subsample_frames(list(range(16)), 4) == [2, 6, 10, 14]
-    assert C.subsample_frames([1, 2], 8) == [1, 2]
-    assert C.subsample_frames([1, 2, 3], None) == [1, 2, 3]
+    assert subsample_frames(list(range(16)), 4) == [2, 6, 10, 14]
+    assert subsample_frames([1, 2], 8) == [1, 2]
+    assert subsample_frames([1, 2, 3], None) == [1, 2, 3]

@@ -421,8 +421,8 @@ def test_a_json_descriptor_file_is_parsed_as_json(tmp_path):
 
 
 def test_size_limits_are_configurable_and_named(tmp_path, monkeypatch):
+    from zsar.data.caption_files import read_caption_file
     from zsar.data.limits import FileTooLarge
-    from zsar.stages.captions import read_caption_file
 
     labels = tmp_path / "labels.csv"
     labels.write_text("0,a\n1,b\n" * 100)

@@ -17,6 +17,14 @@ import pytest
 import torch
 
 from zsar.data.demo import encode_video
+from zsar.models.caption_inputs import (
+    DEFAULT_SOURCE_FPS,
+    VideoFrames,
+    load_prompt_set,
+    processor_video_metadata,
+    subsample_frames,
+)
+from zsar.models.captioners import TransformersCaptioner, make_captioner
 from zsar.models.registry import get_entry, load_registry
 from zsar.models.tiny import make_tiny_vlm
 from zsar.stages import captions as C
@@ -24,7 +32,7 @@ from zsar.stages.frames import FRAMES_SCHEMA, decode_video, run_frames_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = load_registry(ROOT / "config" / "models.yaml")
-PROMPTS = C.load_prompt_set(ROOT / "config" / "prompts" / "captions-v1.yaml")
+PROMPTS = load_prompt_set(ROOT / "config" / "prompts" / "captions-v1.yaml")
 NUM_FRAMES = 8
 # Clips made here, by construction: name -> (frames, frames per second); 10 s and 2 s.
 MADE = {"ten_seconds.mp4": (250, 25), "two_seconds.mp4": (50, 25)}
@@ -137,32 +145,32 @@ def sampled_rate(metadata: dict) -> float:
 
 
 def test_metadata_makes_the_processor_rate_frames_over_duration():
-    video = C.VideoFrames("v", [b""] * 8, [15, 46, 78, 109, 140, 171, 203, 234], 250, 25.0, 10.0)
-    metadata, known = C.processor_video_metadata(video, 8, video.frame_indices)
+    video = VideoFrames("v", [b""] * 8, [15, 46, 78, 109, 140, 171, 203, 234], 250, 25.0, 10.0)
+    metadata, known = processor_video_metadata(video, 8, video.frame_indices)
     assert known and sampled_rate(metadata) == pytest.approx(8 / 10)
     assert metadata["frames_indices"] == video.frame_indices
     assert [i / metadata["fps"] for i in metadata["frames_indices"]][:2] == pytest.approx(
         [0.6, 1.84])  # each frame's time in the source
     # Fewer frames given (max_frames): the rate follows, the duration stays.
-    metadata, _ = C.processor_video_metadata(video, 4, C.subsample_frames(video.frame_indices, 4))
+    metadata, _ = processor_video_metadata(video, 4, subsample_frames(video.frame_indices, 4))
     assert sampled_rate(metadata) == pytest.approx(4 / 10)
     # A rate but no duration: the duration is frames / rate.
-    rate_only = C.VideoFrames("v", [b""] * 8, video.frame_indices, 250, 25.0, None)
-    metadata, known = C.processor_video_metadata(rate_only, 8, video.frame_indices)
+    rate_only = VideoFrames("v", [b""] * 8, video.frame_indices, 250, 25.0, None)
+    metadata, known = processor_video_metadata(rate_only, 8, video.frame_indices)
     assert known and sampled_rate(metadata) == pytest.approx(8 / 10)
 
 
 @pytest.mark.parametrize("fps, duration", [(None, None), (math.nan, math.nan), (0.0, 0.0),
                                            (-25.0, -10.0), (math.inf, math.inf)])
 def test_unknown_or_broken_timing_falls_back_to_the_stated_default(fps, duration):
-    video = C.VideoFrames("v", [b""] * 8, list(range(3, 250, 31)), 250, fps, duration)
-    metadata, known = C.processor_video_metadata(video, 8, video.frame_indices)
+    video = VideoFrames("v", [b""] * 8, list(range(3, 250, 31)), 250, fps, duration)
+    metadata, known = processor_video_metadata(video, 8, video.frame_indices)
     assert not known
-    assert sampled_rate(metadata) == pytest.approx(8 / (250 / C.DEFAULT_SOURCE_FPS))
+    assert sampled_rate(metadata) == pytest.approx(8 / (250 / DEFAULT_SOURCE_FPS))
     # Nothing known at all (frames made by hand): the frames are the whole source.
-    bare = C.VideoFrames("v", [b""] * 8)
-    metadata, known = C.processor_video_metadata(bare, 8, None)
-    assert not known and sampled_rate(metadata) == pytest.approx(C.DEFAULT_SOURCE_FPS)
+    bare = VideoFrames("v", [b""] * 8)
+    metadata, known = processor_video_metadata(bare, 8, None)
+    assert not known and sampled_rate(metadata) == pytest.approx(DEFAULT_SOURCE_FPS)
 
 
 class ModelInputs:
@@ -206,7 +214,7 @@ class ModelInputs:
 
 def caption_with_spy(shard, out_dir, resources, batch_size=1):
     entry = get_entry(REGISTRY, "captioners", "tiny-vlm")
-    captioner = C.make_captioner(entry, resources, "cpu", PROMPTS, 3, batch_size)
+    captioner = make_captioner(entry, resources, "cpu", PROMPTS, 3, batch_size)
     spy = ModelInputs(captioner.model)
     try:
         C.caption_shard(shard, out_dir / "caps.parquet", out_dir / "caps.failures.parquet",
@@ -256,10 +264,10 @@ def test_an_old_frames_table_falls_back_to_the_default_with_a_warning(
     old = tmp_path / "old.parquet"
     pq.write_table(table, old)
     rows = rows_by_id(shard)
-    with caplog.at_level(logging.WARNING, logger="zsar.stages.captions"):
+    with caplog.at_level(logging.WARNING, logger="zsar.models.captioners"):
         captioner, spy = caption_with_spy(old, tmp_path, tiny_resources)
     seconds = spy.seconds_per_grid()
-    expected = [2 / (8 / (rows[name]["num_source_frames"] / C.DEFAULT_SOURCE_FPS))
+    expected = [2 / (8 / (rows[name]["num_source_frames"] / DEFAULT_SOURCE_FPS))
                 for name in sorted(rows)]
     assert seconds == pytest.approx(expected)
     assert captioner.untimed == len(rows)
@@ -278,10 +286,10 @@ def test_times_stay_float32_when_the_model_runs_in_bfloat16():
     processor, model = make_tiny_vlm({"arch": "qwen2_5_vl"}, dtype=torch.bfloat16)
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(buffer, "JPEG")
-    video = C.VideoFrames("v", [buffer.getvalue()] * 8, list(range(3, 60, 7))[:8], 60,
-                          29.97003, 2.002)
-    captioner = C.TransformersCaptioner(processor, model, PROMPTS, max_new_tokens=2,
-                                        batch_size=1)
+    video = VideoFrames("v", [buffer.getvalue()] * 8, list(range(3, 60, 7))[:8], 60,
+                        29.97003, 2.002)
+    captioner = TransformersCaptioner(processor, model, PROMPTS, max_new_tokens=2,
+                                      batch_size=1)
     spy = ModelInputs(model)
     try:
         (_, error), = captioner.caption([video])

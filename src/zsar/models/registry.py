@@ -36,10 +36,10 @@ from zsar.models.preprocess import preprocess_of
 from zsar.pipeline.config import ConfigError, check_against
 
 SECTIONS = ("backbones", "captioners", "llms")
-# The stage module that declares each section's backends, as a `BACKENDS` mapping.
+# The module that declares each section's backends, as a `BACKENDS` mapping.
 SECTION_BACKENDS = {
     "backbones": "zsar.models.backbones",
-    "captioners": "zsar.stages.captions",
+    "captioners": "zsar.models.captioners",
     "llms": "zsar.stages.descriptors",
 }
 SCHEMA_FILE = "schemas/models.schema.yaml"
