@@ -18,8 +18,11 @@ import pytest
 
 import zsar
 from zsar.core.method import DESCRIPTOR_KINDS, descriptor_texts
-from zsar.data import descriptor_files as f
 from zsar.data.adapters import read_class_list, words_display_name
+from zsar.data.descriptor_classes import read_label_classes
+from zsar.data.descriptor_export import export_descriptors, read_templates
+from zsar.data.descriptor_formats import DescriptorFileError, detect_json_format, json_entries
+from zsar.data.descriptor_sources import Source, import_descriptor_sources
 from zsar.data.io import read_json
 from zsar.stages import descriptors as d
 
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ROOT / "config" / "prompts" / "descriptors-v1.yaml"
 CONFIG = ROOT / "config" / "config.yaml"
 BENCHMARK_LABELS = ROOT.parent / "shared" / "benchmark-lists" / "vificlip-labels"
-TEMPLATES = f.read_templates(CONFIG, None)
+TEMPLATES = read_templates(CONFIG, None)
 
 UCF_FEW = ["ApplyEyeMakeup", "HandstandPushups", "YoYo", "brush hair"]
 
@@ -49,7 +52,7 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
 
 def import_to(tmp_path, sources, names=UCF_FEW):
     out = tmp_path / "out.json"
-    result = f.import_descriptor_sources(labels_file(tmp_path, names), sources, out)
+    result = import_descriptor_sources(labels_file(tmp_path, names), sources, out)
     return result, read_json(out)
 
 
@@ -69,7 +72,7 @@ def test_index_keyed_json_maps_by_label_order(tmp_path):
     source = write(tmp_path, "idx.json", json.dumps(
         {"0": ["eyeliner brush", "mirror"], "1": "upside down", "2": ["spinning toy"],
          "3": ["comb", "long hair"]}))
-    result, doc = import_to(tmp_path, [f.Source("attributes", str(source))])
+    result, doc = import_to(tmp_path, [Source("attributes", str(source))])
     assert result.sources[0].format == "json-index"
     assert doc["classes"]["ApplyEyeMakeup"]["attributes"] == ["eyeliner brush", "mirror"]
     assert doc["classes"]["HandstandPushups"]["attributes"] == ["upside down"]
@@ -87,8 +90,8 @@ def test_index_keyed_json_maps_by_label_order(tmp_path):
 )
 def test_index_keyed_json_for_another_class_list_is_refused(tmp_path, keys, fragment):
     source = write(tmp_path, "other.json", json.dumps({str(k): ["x"] for k in keys}))
-    with pytest.raises(f.DescriptorFileError) as err:
-        import_to(tmp_path, [f.Source("descriptions", str(source))])
+    with pytest.raises(DescriptorFileError) as err:
+        import_to(tmp_path, [Source("descriptions", str(source))])
     message = str(err.value)
     assert message.startswith(str(source))
     assert fragment in message and "has 4 classes (indices 0..3)" in message
@@ -102,7 +105,7 @@ def test_name_keyed_json_matches_misspelt_names(tmp_path):
         "Brush Hair": "Someone pulls a brush through long hair.",
         "Basketball Dunk": ["not in this class list"],
     }))
-    result, doc = import_to(tmp_path, [f.Source("descriptions", str(source))])
+    result, doc = import_to(tmp_path, [Source("descriptions", str(source))])
     assert result.sources[0].format == "json-names"
     classes = doc["classes"]
     assert classes["HandstandPushups"]["descriptions"] == [
@@ -119,14 +122,14 @@ def test_name_keyed_json_matches_misspelt_names(tmp_path):
 def test_a_name_matching_two_classes_is_an_error_naming_both(tmp_path):
     names = ["push-ups", "pushups", "Archery"]
     ambiguous = write(tmp_path, "amb.json", json.dumps({"Push Ups": ["x"], "Archery": ["y"]}))
-    with pytest.raises(f.DescriptorFileError) as err:
-        import_to(tmp_path, [f.Source("descriptions", str(ambiguous))], names)
+    with pytest.raises(DescriptorFileError) as err:
+        import_to(tmp_path, [Source("descriptions", str(ambiguous))], names)
     message = str(err.value)
     assert message.startswith(str(ambiguous))
     assert "'Push Ups'" in message and "'push-ups'" in message and "'pushups'" in message
     # An exact spelling is not ambiguous: exact matches come first.
     exact = write(tmp_path, "exact.json", json.dumps({"pushups": ["x"], "push-ups": ["z"]}))
-    _, doc = import_to(tmp_path, [f.Source("descriptions", str(exact))], names)
+    _, doc = import_to(tmp_path, [Source("descriptions", str(exact))], names)
     assert doc["classes"]["pushups"]["descriptions"] == ["x"]
     assert doc["classes"]["push-ups"]["descriptions"] == ["z"]
 
@@ -138,7 +141,7 @@ def test_csv_without_header_with_bom_quotes_and_a_row_per_text(tmp_path):
             'HANDSTAND PUSHUPS,"arms, straight, then bent"\n'
             'Brush Hair,comb, then brush\n')  # unquoted commas belong to the text
     source = write(tmp_path, "cues.csv", codecs.BOM_UTF8 + text.encode())
-    result, doc = import_to(tmp_path, [f.Source("attributes", str(source))])
+    result, doc = import_to(tmp_path, [Source("attributes", str(source))])
     assert result.sources[0].format == "csv-names"
     classes = doc["classes"]
     assert classes["ApplyEyeMakeup"]["attributes"] == [
@@ -154,11 +157,11 @@ def test_csv_without_header_with_bom_quotes_and_a_row_per_text(tmp_path):
 
 def test_csv_with_header_and_index_keyed_csv(tmp_path):
     named = write(tmp_path, "h.csv", "class,description\nYoYo,A toy goes up and down.\n")
-    result, doc = import_to(tmp_path, [f.Source("descriptions", str(named))])
+    result, doc = import_to(tmp_path, [Source("descriptions", str(named))])
     assert result.sources[0].entries == 1
     assert doc["classes"]["YoYo"]["descriptions"] == ["A toy goes up and down."]
     indexed = write(tmp_path, "i.csv", "0,a\n1,b\n2,c\n3,d\n3,e\n")
-    result, doc = import_to(tmp_path, [f.Source("descriptions", str(indexed))])
+    result, doc = import_to(tmp_path, [Source("descriptions", str(indexed))])
     assert result.sources[0].format == "csv-index"
     assert doc["classes"]["brush hair"]["descriptions"] == ["d", "e"]
 
@@ -170,14 +173,14 @@ def test_cupl_is_recognised_and_embedded_without_the_template(tmp_path):
         "Handstand Pushups": ["Handstand pushups, done against a wall."],
     }
     source = write(tmp_path, "cupl.json", json.dumps(prompts))
-    result, doc = import_to(tmp_path, [f.Source("descriptions", str(source))])
+    result, doc = import_to(tmp_path, [Source("descriptions", str(source))])
     assert result.sources[0].format == "cupl"
     record = doc["classes"]["ApplyEyeMakeup"]
     assert record["verbatim"] == ["descriptions"]
     texts = descriptor_texts(record, "apply eye makeup", TEMPLATES)
     assert texts["description"] == prompts["apply eye makeup"]  # not "apply eye makeup: ..."
     # Forced to json-names, the same file holds texts for the template.
-    _, forced = import_to(tmp_path, [f.Source.parse(f"descriptions:json-names={source}")])
+    _, forced = import_to(tmp_path, [Source.parse(f"descriptions:json-names={source}")])
     record = forced["classes"]["ApplyEyeMakeup"]
     assert record["verbatim"] == []
     assert descriptor_texts(record, "apply eye makeup", TEMPLATES)["description"][0] == (
@@ -186,8 +189,8 @@ def test_cupl_is_recognised_and_embedded_without_the_template(tmp_path):
 
 def test_cues_that_do_not_name_their_class_are_not_cupl():
     obj = {"ApplyEyeMakeup": ["brush", "mirror", "eyelid"], "YoYo": ["string", "spool"]}
-    entries = f.json_entries(obj, "x.json")
-    assert f.detect_json_format(obj, entries) == "json-names"
+    entries = json_entries(obj, "x.json")
+    assert detect_json_format(obj, entries) == "json-names"
 
 
 @pytest.mark.parametrize(
@@ -208,35 +211,35 @@ def test_cues_that_do_not_name_their_class_are_not_cupl():
 )
 def test_bad_files_give_one_named_error(tmp_path, content, fragment):
     source = write(tmp_path, "bad.txt", content)
-    with pytest.raises(f.DescriptorFileError) as err:
-        import_to(tmp_path, [f.Source("descriptions", str(source))])
+    with pytest.raises(DescriptorFileError) as err:
+        import_to(tmp_path, [Source("descriptions", str(source))])
     assert str(err.value).startswith(str(source))
     assert fragment in str(err.value)
 
 
 def test_utf16_with_bom_is_read(tmp_path):
     source = write(tmp_path, "u16.csv", "YoYo,spool on a string\n".encode("utf-16"))
-    _, doc = import_to(tmp_path, [f.Source("attributes", str(source))])
+    _, doc = import_to(tmp_path, [Source("attributes", str(source))])
     assert doc["classes"]["YoYo"]["attributes"] == ["spool on a string"]
 
 
 def test_label_files_that_do_not_parse_are_named(tmp_path):
     source = write(tmp_path, "s.json", json.dumps({"YoYo": ["x"]}))
     bad = write(tmp_path, "labels.csv", "id,name\n0,A\n2,B\n")  # ids must run 0..K-1
-    with pytest.raises(f.DescriptorFileError, match=f"^{bad}"):
-        f.import_descriptor_sources(bad, [f.Source("descriptions", str(source))],
-                                    tmp_path / "o.json")
-    with pytest.raises(f.DescriptorFileError, match="no such file"):
-        f.read_label_classes(tmp_path / "missing.csv")
+    with pytest.raises(DescriptorFileError, match=f"^{bad}"):
+        import_descriptor_sources(bad, [Source("descriptions", str(source))],
+                                  tmp_path / "o.json")
+    with pytest.raises(DescriptorFileError, match="no such file"):
+        read_label_classes(tmp_path / "missing.csv")
     not_parquet = write(tmp_path, "c.parquet", "not parquet")
-    with pytest.raises(f.DescriptorFileError, match="not a Parquet file"):
-        f.read_label_classes(not_parquet)
+    with pytest.raises(DescriptorFileError, match="not a Parquet file"):
+        read_label_classes(not_parquet)
 
 
 @pytest.mark.parametrize("spec", ["descriptions", "colour=x.json", "descriptions:yaml=x.json"])
 def test_bad_source_specs_are_named(spec):
-    with pytest.raises(f.DescriptorFileError, match=spec.split("=")[0].split(":")[0]):
-        f.Source.parse(spec)
+    with pytest.raises(DescriptorFileError, match=spec.split("=")[0].split(":")[0]):
+        Source.parse(spec)
 
 
 # --- several sources ------------------------------------------------------------------------
@@ -245,8 +248,8 @@ def test_bad_source_specs_are_named(spec):
 def test_same_kind_twice_is_concatenated_in_order_without_duplicates(tmp_path):
     first = write(tmp_path, "a.json", json.dumps({"YoYo": ["spool", "string"]}))
     second = write(tmp_path, "b.csv", "yo yo,string\nyo yo,wrist flick\n")
-    result, doc = import_to(tmp_path, [f.Source("attributes", str(first)),
-                                       f.Source("attributes", str(second))])
+    result, doc = import_to(tmp_path, [Source("attributes", str(first)),
+                                       Source("attributes", str(second))])
     assert doc["classes"]["YoYo"]["attributes"] == ["spool", "string", "wrist flick"]
     assert [m["source"] for m in doc["provenance"]["matches"]["YoYo"]] == [0, 1]
 
@@ -256,8 +259,8 @@ def test_hierarchy_from_lists_strings_and_rows_and_first_source_wins(tmp_path):
         "YoYo": ["toys", "string toys", "yo-yo"], "Apply Eye Makeup": "personal care > makeup"}))
     rows = write(tmp_path, "h2.csv", "HandstandPushups,exercise\nHandstandPushups,bodyweight\n"
                                      "YoYo,games → yo-yo\n")
-    result, doc = import_to(tmp_path, [f.Source("hierarchy", str(listed)),
-                                       f.Source("hierarchy", str(rows))])
+    result, doc = import_to(tmp_path, [Source("hierarchy", str(listed)),
+                                       Source("hierarchy", str(rows))])
     classes = doc["classes"]
     assert classes["YoYo"]["hierarchy"] == ["toys", "string toys", "yo-yo"]
     assert classes["ApplyEyeMakeup"]["hierarchy"] == ["personal care", "makeup"]
@@ -270,26 +273,26 @@ def test_hierarchy_from_lists_strings_and_rows_and_first_source_wins(tmp_path):
 def test_a_hierarchy_of_leaves_naming_their_class_is_not_read_as_cupl(tmp_path):
     leaves = write(tmp_path, "leaves.json", json.dumps(
         {"YoYo": ["yo-yo"], "ApplyEyeMakeup": ["apply eye makeup"]}))
-    result, doc = import_to(tmp_path, [f.Source("hierarchy", str(leaves))])
+    result, doc = import_to(tmp_path, [Source("hierarchy", str(leaves))])
     assert result.sources[0].format == "json-names"
     assert doc["classes"]["YoYo"]["hierarchy"] == ["yo-yo"]
-    _, as_descriptions = import_to(tmp_path, [f.Source("descriptions", str(leaves))])
+    _, as_descriptions = import_to(tmp_path, [Source("descriptions", str(leaves))])
     assert as_descriptions["classes"]["YoYo"]["verbatim"] == ["descriptions"]
 
 
 def test_cupl_and_template_texts_of_one_kind_are_refused(tmp_path):
     cupl = write(tmp_path, "c.json", json.dumps({"YoYo": ["A yo yo spins on its string."]}))
     plain = write(tmp_path, "p.json", json.dumps({"YoYo": "It spins."}))
-    with pytest.raises(f.DescriptorFileError, match="complete prompts"):
-        import_to(tmp_path, [f.Source("descriptions", str(cupl)),
-                             f.Source("descriptions", str(plain))])
-    with pytest.raises(f.DescriptorFileError, match="not hierarchy levels"):
-        import_to(tmp_path, [f.Source("hierarchy", str(cupl), "cupl")])
+    with pytest.raises(DescriptorFileError, match="complete prompts"):
+        import_to(tmp_path, [Source("descriptions", str(cupl)),
+                             Source("descriptions", str(plain))])
+    with pytest.raises(DescriptorFileError, match="not hierarchy levels"):
+        import_to(tmp_path, [Source("hierarchy", str(cupl), "cupl")])
 
 
 def test_uncovered_classes_fall_back_with_a_reason(tmp_path):
     source = write(tmp_path, "s.json", json.dumps({"YoYo": ["spool"], "Brush Hair": []}))
-    result, doc = import_to(tmp_path, [f.Source("attributes", str(source))])
+    result, doc = import_to(tmp_path, [Source("attributes", str(source))])
     classes = doc["classes"]
     assert classes["ApplyEyeMakeup"]["fallback"] is True
     assert "no source names class 'ApplyEyeMakeup'" in classes["ApplyEyeMakeup"]["reason"]
@@ -303,8 +306,8 @@ def test_uncovered_classes_fall_back_with_a_reason(tmp_path):
 def test_document_records_sources_and_passes_the_schema(tmp_path):
     a = write(tmp_path, "a.json", json.dumps({"0": ["x"], "1": ["y"], "2": ["z"], "3": ["w"]}))
     b = write(tmp_path, "b.csv", "YoYo,A yo-yo spins.\n")
-    result, doc = import_to(tmp_path, [f.Source("attributes", str(a)),
-                                       f.Source("descriptions", str(b))])
+    result, doc = import_to(tmp_path, [Source("attributes", str(a)),
+                                       Source("descriptions", str(b))])
     d.validate_descriptors(doc)
     sources = doc["provenance"]["sources"]
     assert [(s["kind"], s["format"], s["path"]) for s in sources] == [
@@ -315,12 +318,12 @@ def test_document_records_sources_and_passes_the_schema(tmp_path):
     for key in ("zsar_version", "git_commit", "config_hash", "packages"):
         assert key in doc["provenance"]
     # The same files give the same version; a changed file a new one.
-    _, again = import_to(tmp_path, [f.Source("attributes", str(a)),
-                                    f.Source("descriptions", str(b))])
+    _, again = import_to(tmp_path, [Source("attributes", str(a)),
+                                    Source("descriptions", str(b))])
     assert again == doc
     b.write_text("YoYo,A yo-yo climbs.\n")
-    _, changed = import_to(tmp_path, [f.Source("attributes", str(a)),
-                                      f.Source("descriptions", str(b))])
+    _, changed = import_to(tmp_path, [Source("attributes", str(a)),
+                                      Source("descriptions", str(b))])
     assert changed["prompt_version"] != doc["prompt_version"]
 
 
@@ -358,7 +361,7 @@ def test_imported_file_and_sources_entry_give_the_same_descriptors(tmp_path):
     sources = [{"kind": "descriptions", "path": str(cupl)},
                {"kind": "attributes", "path": str(cues)},
                {"kind": "hierarchy", "path": str(tree)}]
-    f.import_descriptor_sources(labels_file(tmp_path), sources, tmp_path / "imported.json")
+    import_descriptor_sources(labels_file(tmp_path), sources, tmp_path / "imported.json")
     by_file = run_file_stage(tmp_path, {"path": str(tmp_path / "imported.json")}, UCF_FEW, "a")
     by_sources = run_file_stage(tmp_path, {"sources": sources}, UCF_FEW, "b")
     d.validate_descriptors(by_file)
@@ -372,8 +375,8 @@ def test_imported_file_and_sources_entry_give_the_same_descriptors(tmp_path):
 
 def test_file_backend_keeps_an_imported_fallback_and_its_reason(tmp_path):
     source = write(tmp_path, "s.json", json.dumps({"YoYo": ["spool"]}))
-    f.import_descriptor_sources(labels_file(tmp_path), [f"attributes={source}"],
-                                tmp_path / "imported.json")
+    import_descriptor_sources(labels_file(tmp_path), [f"attributes={source}"],
+                              tmp_path / "imported.json")
     doc = run_file_stage(tmp_path, {"path": str(tmp_path / "imported.json")}, UCF_FEW, "c")
     assert doc["classes"]["YoYo"]["attributes"] == ["spool"]
     assert doc["classes"]["ApplyEyeMakeup"]["fallback"] is True
@@ -389,8 +392,8 @@ def test_sources_keyed_by_index_need_one_class_order(tmp_path):
             {"split": 2, "class_id": 0, "name": "B", "display_name": "b"},
             {"split": 2, "class_id": 1, "name": "A", "display_name": "a"}]
     pq.write_table(pa.Table.from_pylist(rows), classes)
-    with pytest.raises(f.DescriptorFileError, match="splits with different class lists"):
-        f.import_descriptor_sources(classes, [f"attributes={cues}"], tmp_path / "o.json")
+    with pytest.raises(DescriptorFileError, match="splits with different class lists"):
+        import_descriptor_sources(classes, [f"attributes={cues}"], tmp_path / "o.json")
 
 
 # --- export and back ------------------------------------------------------------------------
@@ -427,7 +430,7 @@ def flat_texts(record, display):
 def test_export_then_import_gives_every_class_the_same_sentences(tmp_path):
     source = llm_document(tmp_path)
     exported = tmp_path / "cupl.json"
-    classes, sentences, fallbacks = f.export_descriptors(source, exported, "cupl", TEMPLATES)
+    classes, sentences, fallbacks = export_descriptors(source, exported, "cupl", TEMPLATES)
     prompts = read_json(exported)
     assert (classes, fallbacks) == (3, ["Missing"]) and sorted(prompts) == ["GolfSwing", "YoYo"]
     assert sentences == sum(len(v) for v in prompts.values()) == 7 + 7
@@ -435,8 +438,8 @@ def test_export_then_import_gives_every_class_the_same_sentences(tmp_path):
     assert prompts["GolfSwing"][-1] == "sports → golf → golf swing"
 
     labels = source.parent.parent / "classes.parquet"
-    result = f.import_descriptor_sources(labels, [f"descriptions={exported}"],
-                                         tmp_path / "back.json")
+    result = import_descriptor_sources(labels, [f"descriptions={exported}"],
+                                       tmp_path / "back.json")
     assert result.sources[0].format == "cupl"
     original, back = read_json(source)["classes"], read_json(tmp_path / "back.json")["classes"]
     for name, display in [("GolfSwing", "golf swing"), ("YoYo", "yo yo")]:
@@ -448,26 +451,26 @@ def test_export_then_import_gives_every_class_the_same_sentences(tmp_path):
     assert back["Missing"]["fallback"] is True
     # And exporting the imported file writes the very same CuPL file.
     again = tmp_path / "again.json"
-    f.export_descriptors(tmp_path / "back.json", again, "cupl", TEMPLATES, classes=labels)
+    export_descriptors(tmp_path / "back.json", again, "cupl", TEMPLATES, classes=labels)
     assert again.read_bytes() == exported.read_bytes()
 
 
 def test_export_options_and_errors(tmp_path):
     source = llm_document(tmp_path)
     out = tmp_path / "x.json"
-    f.export_descriptors(source, out, "cupl", TEMPLATES, keys="display", fallback_name=True)
+    export_descriptors(source, out, "cupl", TEMPLATES, keys="display", fallback_name=True)
     prompts = read_json(out)
     assert sorted(prompts) == ["golf swing", "missing", "yo yo"]
     assert prompts["missing"] == ["missing"]  # the name prompt the workflow scores it by
     other = labels_file(tmp_path, ["GolfSwing", "Archery"])
-    with pytest.raises(f.DescriptorFileError, match="not in"):
-        f.export_descriptors(source, out, "cupl", TEMPLATES, classes=other)
+    with pytest.raises(DescriptorFileError, match="not in"):
+        export_descriptors(source, out, "cupl", TEMPLATES, classes=other)
     lonely = write(tmp_path, "lonely.json", json.dumps({"GolfSwing": VALID}))
-    with pytest.raises(f.DescriptorFileError, match="pass --classes"):
-        f.export_descriptors(lonely, out, "cupl", TEMPLATES)
+    with pytest.raises(DescriptorFileError, match="pass --classes"):
+        export_descriptors(lonely, out, "cupl", TEMPLATES)
     bad_templates = write(tmp_path, "t.yaml", "attribute: '{class}: {text}'\n")
-    with pytest.raises(f.DescriptorFileError, match="no template for description, hierarchy"):
-        f.read_templates(None, bad_templates)
+    with pytest.raises(DescriptorFileError, match="no template for description, hierarchy"):
+        read_templates(None, bad_templates)
 
 
 def run_cli(*args, cwd=None):
@@ -559,9 +562,9 @@ def test_real_label_lists_match_every_class(tmp_path, real_labels, dataset):
     labels = real_labels / filename
     names = read_class_list(labels)
     files = write_published_files(tmp_path / "published", names)
-    result = f.import_descriptor_sources(
+    result = import_descriptor_sources(
         labels, [f"attributes={files['csv']}", f"descriptions={files['names']}",
-                 f"hierarchy={files['index']}"], tmp_path / "imported.json")
+               f"hierarchy={files['index']}"], tmp_path / "imported.json")
     assert result.summary_line() == f"classes={count} matched={count} fallbacks=0"
     assert [s.format for s in result.sources] == ["csv-names", "json-names", "json-index"]
     doc = read_json(tmp_path / "imported.json")

@@ -3,7 +3,7 @@ schema (`schemas/descriptors.schema.json`, widened to every kind of zsar.core.me
 falls back to its name, and curated files read as data.
 
 Both the LLM stage (zsar.stages.descriptors) and the import of published files
-(zsar.data.descriptor_files) write records of this shape; neither depends on the other for it.
+(zsar.data.descriptor_sources) write records of this shape; neither depends on the other for it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
 
-from zsar.data.descriptor_files import Source, describe_from_sources
 from zsar.data.descriptor_records import (
     KIND_FIELDS,
     MAX_ERROR_TEXT,
@@ -42,6 +41,7 @@ from zsar.data.descriptor_records import (
     truncate,
     validate_descriptors,
 )
+from zsar.data.descriptor_sources import Source, describe_from_sources
 from zsar.data.io import write_json
 from zsar.data.provenance import provenance
 from zsar.models.devices import preferred_device
@@ -451,7 +451,7 @@ def describe_from_file(entry: Mapping[str, Any], classes: Sequence[ClassName], s
 
 # backend name -> describe(entry, classes, settings) -> (records, prompt_version, generation)
 def _curated_files(entry: Mapping[str, Any]) -> list[str]:
-    """The curated file, or every imported source file (zsar.data.descriptor_files)."""
+    """The curated file, or every imported source file (zsar.data.descriptor_sources)."""
     if not entry.get("sources"):
         return [entry["path"]]
     return [Source.from_entry(item).path for item in entry["sources"]]
