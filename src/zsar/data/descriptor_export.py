@@ -19,6 +19,7 @@ from zsar.data.descriptor_classes import LabelClasses, read_label_classes
 from zsar.data.descriptor_formats import DescriptorFileError
 from zsar.data.descriptor_records import load_curated
 from zsar.data.io import write_json
+from zsar.pipeline import stage_table
 from zsar.pipeline.config import ConfigError, load_config
 from zsar.stages.embed_text import NAME_PROMPT
 
@@ -99,12 +100,20 @@ def export_classes(descriptors_path: Path, classes: str | Path | None) -> LabelC
     (results/DATASET/classes.parquet for results/DATASET/descriptors/LLM.json)."""
     if classes is not None:
         return read_label_classes(classes)
-    beside = descriptors_path.resolve().parent.parent / "classes.parquet"
+    pass_classes = ("pass --classes with the dataset's classes.parquet or label file "
+                    "(templates need the display names)")
+    try:
+        results, values = stage_table.parse_path("descriptors", "descriptors",
+                                                 descriptors_path.resolve())
+    except ValueError:
+        raise DescriptorFileError(
+            f"{descriptors_path}: not a workflow descriptors file "
+            f"({stage_table.template('descriptors', 'descriptors')}), so no dataset "
+            f"classes beside it; {pass_classes}") from None
+    beside = Path(stage_table.path("classes", "classes", results, dataset=values["dataset"]))
     if beside.is_file():
         return read_label_classes(beside)
-    raise DescriptorFileError(
-        f"{descriptors_path}: no classes.parquet at {beside}; pass --classes with the "
-        "dataset's classes.parquet or label file (templates need the display names)")
+    raise DescriptorFileError(f"{descriptors_path}: no classes.parquet at {beside}; {pass_classes}")
 
 
 def read_descriptor_records(path: Path) -> dict[str, dict[str, Any]]:
