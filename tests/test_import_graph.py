@@ -260,3 +260,47 @@ def test_light_commands_load_nothing_heavy():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]"], done.stdout
+
+
+# The layers of src/zsar, lowest first (docs/DESIGN.md, "The library"): a module imports
+# from its own layer and those below it, except along these edges, each with its reason.
+LAYERS = ("core", "data", "models", "stages", "pipeline", "commands")
+UPWARD = {
+    # The dataset's own class-name rule lives with its adapter; a mapping file is YAML,
+    # refused as a config error is.
+    ("zsar.core.class_names", "zsar.data.adapters"): "CLASS_NAME_RULES, get_adapter",
+    ("zsar.core.class_names", "zsar.pipeline.config"): "ConfigError, read_yaml_mapping",
+    ("zsar.data.caption_files", "zsar.models.batching"): "Outcome: a video's caption or reason",
+    # Export writes sentences with the run's templates, found beside the run's class list.
+    ("zsar.data.descriptor_export", "zsar.pipeline.config"): "load_config: the templates",
+    ("zsar.data.descriptor_export", "zsar.pipeline.stage_table"): "the class list's path",
+    ("zsar.data.descriptor_export", "zsar.stages.embed_text"): "NAME_PROMPT",
+    # `zsar models` (the registry's command) finds the checkout; entries are checked
+    # against the schema as the config is.
+    ("zsar.models.registry", "zsar.commands.checkout"): "zsar models: the checkout",
+    ("zsar.models.registry", "zsar.pipeline.config"): "ConfigError, check_against",
+    # Captioners time, sample and decode frames as the frames stage does.
+    ("zsar.models.caption_inputs", "zsar.stages.frames"): "positive_seconds, sampling",
+    ("zsar.models.captioners", "zsar.stages.frames"): "decode_jpegs",
+    # The report's page of runs is drawn as the tables and report pages are.
+    ("zsar.pipeline.run_summary", "zsar.commands.report"): "html_page, html_table",
+    ("zsar.pipeline.run_summary", "zsar.commands.tables"): "row_key, run_label",
+    ("zsar.stages.manifest", "zsar.pipeline.config"): "dataset_spec_default",
+}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 2 and parts[1] in LAYERS else None
+
+
+def test_imports_go_down_the_layers_but_for_the_listed_edges():
+    files = module_files()
+    upward = set()
+    for imp in all_imports():
+        for target in imp.targets:
+            low, high = _layer(imp.importer), _layer(target)
+            if low is not None and high is not None and high > low:
+                upward.add((imp.importer, target))
+    assert upward <= set(UPWARD), sorted(upward - set(UPWARD))
+    assert files  # the walk saw the package

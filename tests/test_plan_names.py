@@ -13,20 +13,23 @@ import re
 import pytest
 from helpers.workflow import REPO, copy_workflow, snakemake
 
+from zsar.core import names as names_module
 from zsar.core.method import VARIANTS
-from zsar.core.names import NameFormat, one_of
-from zsar.pipeline import plan as plan_module
-from zsar.pipeline.config import load_config
-from zsar.pipeline.plan import (
+from zsar.core.names import (
     RUN_NAME,
     SAMPLING_NAME,
     SAMPLING_RULE_NAMES,
     SHARD_NAME,
+    NameFormat,
+    one_of,
     parse_shard_id,
+    shard_id,
+)
+from zsar.pipeline.config import load_config
+from zsar.pipeline.plan import (
     parse_variant_run,
     resolve_run,
     sampling_name,
-    shard_id,
     variant_runs,
 )
 from zsar.pipeline.stage_table import STAGES, wildcard_patterns, wildcards_of
@@ -61,7 +64,7 @@ SETTINGS = {
 
 
 def test_every_name_format_of_the_planner_is_checked():
-    formats = {k for k, v in vars(plan_module).items() if isinstance(v, NameFormat)}
+    formats = {k for k, v in vars(names_module).items() if isinstance(v, NameFormat)}
     assert formats == set(SETTINGS)
 
 
@@ -69,7 +72,7 @@ def test_every_name_format_of_the_planner_is_checked():
 def test_every_name_reads_back_its_settings_and_matches_its_pattern(name):
     """format -> parse gives the settings back, so two settings never share a name, and
     the Snakefile's pattern (the same format's) matches every name it writes."""
-    fmt = getattr(plan_module, name)
+    fmt = getattr(names_module, name)
     written = {}
     for settings in SETTINGS[name]:
         text = fmt.format(settings)

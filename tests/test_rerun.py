@@ -21,6 +21,7 @@ from helpers.workflow import REPO, copy_workflow, scheduled_jobs, snakemake
 from zsar.commands.explain_cache import markdown, module_stages
 from zsar.pipeline import stage_table
 from zsar.pipeline.config import load_config
+from zsar.pipeline.wiring import keyed_by_model_field
 
 pytestmark = pytest.mark.slow  # runs the workflow
 
@@ -71,7 +72,7 @@ def rules_of(demo, benchmark) -> dict[str, set[str]]:
 # How each kind of edit names the stages keyed by it (zsar.pipeline.stage_table).
 KEYED_BY = {
     "config": lambda what, workdir, config: stage_table.keyed_by(what, config),
-    "registry": lambda what, workdir, config: stage_table.keyed_by_model_field(
+    "registry": lambda what, workdir, config: keyed_by_model_field(
         *what.split(".", 1)),
     "module": lambda what, workdir, config: module_stages(what, workdir),
     "stage": lambda what, workdir, config: [what],

@@ -18,7 +18,7 @@ from zsar.core.method import VARIANTS
 from zsar.pipeline import stage_table as table
 from zsar.pipeline.config import lambdas, load_config
 from zsar.pipeline.plan import resolve_run, variant_runs
-from zsar.pipeline.wiring import Wiring
+from zsar.pipeline.wiring import Wiring, keyed_by_model_field
 
 
 def test_every_input_names_an_output_of_its_stage():
@@ -125,8 +125,8 @@ def test_reruns_follow_the_readers_of_each_output():
     assert "descriptors" not in same and "score" in same
     assert "descriptors" in table.downstream(["classes"], content_changed=True)
     # Preprocessing is applied at load time and on the video side only.
-    assert table.keyed_by_model_field("backbones", "preprocess") == ["embed_videos", "score"]
-    assert table.keyed_by_model_field("backbones", "description") == []
+    assert keyed_by_model_field("backbones", "preprocess") == ["embed_videos", "score"]
+    assert keyed_by_model_field("backbones", "description") == []
 
 
 def test_explain_cache_as_the_docs_type_it():

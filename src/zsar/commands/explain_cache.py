@@ -16,6 +16,7 @@ from zsar.data.provenance import code_modules, is_module
 from zsar.models.registry import models_schema
 from zsar.pipeline import stage_table as table
 from zsar.pipeline.config import config_schema
+from zsar.pipeline.wiring import keyed_by_model_field
 
 # Stages a reader looks for by name; the rest are counted as the report's pages.
 REPORT_PAGES = "report_"
@@ -71,7 +72,7 @@ def registry_rows() -> list[tuple[str, str]]:
     rows: dict[str, list[str]] = {}
     for section in table.MODEL_SECTIONS:
         for field in registry_fields(section):
-            answer = describe(table.keyed_by_model_field(section, field))
+            answer = describe(keyed_by_model_field(section, field))
             rows.setdefault(answer, []).append(f"`{section}.{field}`")
     return [(", ".join(fields), answer) for answer, fields in rows.items()]
 
@@ -104,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def answer(key: str, workdir: Path | None) -> str:
     section, _, field = key.partition(".")
     if section in table.MODEL_SECTIONS and field in registry_fields(section):
-        return describe(table.keyed_by_model_field(section, field))
+        return describe(keyed_by_model_field(section, field))
     if key.startswith("zsar."):
         if not is_module(key):
             raise SystemExit(f"zsar explain-cache: {key}: no such zsar module")

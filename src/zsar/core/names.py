@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from zsar.core.method import VARIANTS
+
 Values = Mapping[str, Any]
 
 
@@ -201,3 +203,36 @@ def _optional_parts(parts: Sequence[Part]) -> list[Optional]:
             for branch in part.options.values():
                 found += _optional_parts(branch)
     return found
+
+
+# The names the planner writes into paths, each one definition that formats it, reads it
+# back and gives the Snakefile's wildcard its pattern (zsar.pipeline.stage_table's
+# WILDCARDS); tests/test_plan_names.py round-trips each.
+SHARD_NAME = NameFormat((Int("index", width=3), Text("-of-"), Int("total", width=3)))
+# Each frame-sampling rule's part of the frames folder name.
+SAMPLING_RULE_NAMES: dict[str, tuple[Part, ...]] = {
+    "tsn": (Text("tsn"), Int("num_frames")),
+    "stride": (Text("stride"), Int("num_frames"), Text("x"), Int("stride")),
+}
+# One clip keeps the folder it had before there were clips: nothing is decoded again.
+SAMPLING_NAME = NameFormat((
+    Branches("sampling", SAMPLING_RULE_NAMES, default="tsn"),
+    Text("_s"), Int("short_side"), Text("_q"), Int("jpeg_quality"),
+    Optional((Text("_c"), Int("clips")), written=lambda v: v["clips"] > 1, absent={"clips": 1}),
+))  # fmt: skip
+# A scored run: its variant, and the caption weight λ where a sweep scores it more than once.
+RUN_NAME = NameFormat((
+    Choice("variant", tuple(VARIANTS)),
+    Optional((Text("_lambda"), Float("lambda")), written=lambda v: v.get("lambda") is not None,
+             absent={}),
+))  # fmt: skip
+
+
+def shard_id(index: int, total: int) -> str:
+    """Shard names carry the total, so a change of N never reuses shards of another N."""
+    return SHARD_NAME.format({"index": index, "total": total})
+
+
+def parse_shard_id(text: str) -> tuple[int, int]:
+    values = SHARD_NAME.parse(text)
+    return values["index"], values["total"]

@@ -17,16 +17,7 @@ from typing import Any
 
 from zsar.core.class_names import ClassNameRuleError, all_rules, resolve_rule
 from zsar.core.method import VARIANTS
-from zsar.core.names import (
-    Branches,
-    Choice,
-    Float,
-    Int,
-    NameFormat,
-    Optional,
-    Part,
-    Text,
-)
+from zsar.core.names import RUN_NAME, SAMPLING_NAME, shard_id
 from zsar.data import adapters
 from zsar.data.adapters import ADAPTERS, AnnotationError
 from zsar.data.io import content_digest
@@ -146,40 +137,6 @@ class RunPlan:
         data = self.datasets[dataset]
         name = self.registry["backbones"][backbone].get("class_names") or data.class_names
         return {"adapter": data.adapter, **self.class_rules[name]}
-
-
-# The names the planner writes into paths, each one definition (zsar.core.names) that formats
-# it, reads it back and gives the Snakefile's wildcard its pattern
-# (zsar.pipeline.stage_table.wildcard_patterns);
-# tests/test_plan_names.py round-trips each.
-SHARD_NAME = NameFormat((Int("index", width=3), Text("-of-"), Int("total", width=3)))
-# Each frame-sampling rule's part of the frames folder name.
-SAMPLING_RULE_NAMES: dict[str, tuple[Part, ...]] = {
-    "tsn": (Text("tsn"), Int("num_frames")),
-    "stride": (Text("stride"), Int("num_frames"), Text("x"), Int("stride")),
-}
-# One clip keeps the folder it had before there were clips: nothing is decoded again.
-SAMPLING_NAME = NameFormat((
-    Branches("sampling", SAMPLING_RULE_NAMES, default="tsn"),
-    Text("_s"), Int("short_side"), Text("_q"), Int("jpeg_quality"),
-    Optional((Text("_c"), Int("clips")), written=lambda v: v["clips"] > 1, absent={"clips": 1}),
-))  # fmt: skip
-# A scored run: its variant, and the caption weight λ where a sweep scores it more than once.
-RUN_NAME = NameFormat((
-    Choice("variant", tuple(VARIANTS)),
-    Optional((Text("_lambda"), Float("lambda")), written=lambda v: v.get("lambda") is not None,
-             absent={}),
-))  # fmt: skip
-
-
-def shard_id(index: int, total: int) -> str:
-    """Shard names carry the total, so a change of N never reuses shards of another N."""
-    return SHARD_NAME.format({"index": index, "total": total})
-
-
-def parse_shard_id(text: str) -> tuple[int, int]:
-    values = SHARD_NAME.parse(text)
-    return values["index"], values["total"]
 
 
 def sampling_name(frames_cfg: Mapping[str, Any]) -> str:

@@ -26,11 +26,13 @@ from pathlib import Path
 from string import Formatter
 from typing import Any
 
-from zsar.core.names import NameFormat, one_of
-from zsar.models.registry import fetch_identity, model_identity, side_identity
-from zsar.pipeline.plan import RUN_NAME, SAMPLING_NAME, SHARD_NAME, RunPlan
+from zsar.core.names import RUN_NAME, SAMPLING_NAME, SHARD_NAME, NameFormat, one_of
 
 RESULTS = "results"
+# A zsar.pipeline.plan.RunPlan. Not imported: the modules that find results through this
+# table (the tables' and the report's jobs) would then import the planner, and through it
+# every model backend.
+RunPlan = Any
 MODEL_SECTIONS = ("backbones", "captioners", "llms")
 
 
@@ -128,22 +130,6 @@ class ModelKey:
     # The job loads the model, so it waits on its ready file and reads the files the
     # entry names (a score holds a backbone's identity without loading it).
     loads: bool = True
-
-
-# How each side's identity is taken from a registry entry (zsar.models.registry).
-IDENTITIES: dict[str, Callable[[str, Mapping[str, Any]], dict[str, Any]]] = {
-    "all": model_identity,
-    "video": lambda section, entry: side_identity(section, entry, "video"),
-    "text": lambda section, entry: side_identity(section, entry, "text"),
-    "fetch": fetch_identity,
-}
-
-
-def holds_field(key: ModelKey, section: str, field_name: str) -> bool:
-    """Whether a model key's identity holds a registry field of a section's entries."""
-    if key.section not in ("any", section):
-        return False
-    return field_name in IDENTITIES[key.side](section, {field_name: None})
 
 
 @dataclass(frozen=True)
@@ -537,23 +523,10 @@ def keyed_by(setting: str, config: Mapping[str, Any] | None = None) -> list[str]
     return found
 
 
-def keyed_by_model_field(section: str, field_name: str) -> list[str]:
-    """The stages whose key holds a registry field of a section's models: as a param of its
-    own, or in the identity of the side the stage uses (the registry schema's marks)."""
-    return [name for name, s in STAGES.items()
-            if (section == "backbones" and field_name in s.model_fields)
-            or any(holds_field(k, section, field_name) for k in s.models)]
-
-
 def reruns(setting: str, config: Mapping[str, Any] | None = None) -> list[str]:
     """The stages a change of one config key re-runs: those keyed by it, and what reads
     their outputs."""
     return downstream(keyed_by(setting, config))
-
-
-def reruns_for_model_field(section: str, field_name: str) -> list[str]:
-    """The stages an edit of one field of a registry entry re-runs."""
-    return downstream(keyed_by_model_field(section, field_name))
 
 
 def setting_conditions(setting: str) -> dict[str, str]:

@@ -14,10 +14,46 @@ from typing import Any
 
 from zsar.core.method import VARIANTS, kind_weights
 from zsar.core.protocol import DEFAULT_POOLING
-from zsar.models.registry import backend_of, get_entry, ready_path
+from zsar.models.registry import (
+    backend_of,
+    fetch_identity,
+    get_entry,
+    model_identity,
+    ready_path,
+    side_identity,
+)
 from zsar.pipeline import stage_table as table
 from zsar.pipeline.plan import RunPlan, parse_variant_run
 from zsar.stages.scoring import interval_options
+
+# How each side's identity is taken from a registry entry (zsar.models.registry).
+IDENTITIES: dict[str, Callable[[str, Mapping[str, Any]], dict[str, Any]]] = {
+    "all": model_identity,
+    "video": lambda section, entry: side_identity(section, entry, "video"),
+    "text": lambda section, entry: side_identity(section, entry, "text"),
+    "fetch": fetch_identity,
+}
+
+
+def holds_field(key: table.ModelKey, section: str, field_name: str) -> bool:
+    """Whether a model key's identity holds a registry field of a section's entries."""
+    if key.section not in ("any", section):
+        return False
+    return field_name in IDENTITIES[key.side](section, {field_name: None})
+
+
+def keyed_by_model_field(section: str, field_name: str) -> list[str]:
+    """The stages whose key holds a registry field of a section's models: as a param of its
+    own, or in the identity of the side the stage uses (the registry schema's marks)."""
+    return [name for name, s in table.STAGES.items()
+            if (section == "backbones" and field_name in s.model_fields)
+            or any(holds_field(k, section, field_name) for k in s.models)]
+
+
+def reruns_for_model_field(section: str, field_name: str) -> list[str]:
+    """The stages an edit of one field of a registry entry re-runs."""
+    return table.downstream(keyed_by_model_field(section, field_name))
+
 
 # The sections of a score's provenance chain, in the order a record lists them.
 CHAIN_ORDER = ("dataset", "frames", "backbone", "descriptors", "captions")
@@ -56,10 +92,10 @@ class Wiring:
         raise KeyError(f"'{name}' is not in the model registry")
 
     def model_key(self, section: str, name: str, side: str = "all") -> dict[str, Any]:
-        """A model's part of a cache key, for the side a stage uses (table.IDENTITIES), with
+        """A model's part of a cache key, for the side a stage uses (IDENTITIES), with
         that of the model it builds on (`base:`)."""
         entry = self.entry(section, name)
-        key = table.IDENTITIES[side](section, entry)
+        key = IDENTITIES[side](section, entry)
         if entry.get("base"):
             key["base"] = self.model_key(section, entry["base"], side)
         return key
@@ -67,7 +103,7 @@ class Wiring:
     def fetch_key(self, name: str) -> dict[str, Any]:
         """fetch_model's key: what is downloaded or built, not how it is used later."""
         section = self.section_of(name)
-        return table.IDENTITIES["fetch"](section, self.entry(section, name))
+        return IDENTITIES["fetch"](section, self.entry(section, name))
 
     def pooling_of(self, backbone: str) -> str:
         return self.entry("backbones", backbone).get("pooling", DEFAULT_POOLING)

@@ -88,9 +88,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 from tqdm import tqdm
 
+from zsar.core.names import parse_shard_id
 from zsar.data.io import ParquetStreamWriter, failures_table, write_parquet
 from zsar.data.provenance import provenance
-from zsar.pipeline.plan import parse_shard_id
 
 logger = logging.getLogger(__name__)
 
