@@ -149,3 +149,21 @@ def test_explain_cache_refuses_what_it_does_not_know(key):
     proc = subprocess.run([sys.executable, "-m", "zsar.cli", "explain-cache", key], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and key in proc.stderr
+
+
+SAMPLE = {"dataset": "ucf101", "backbone": "vit-b-16", "run": "full_lambda0.5",
+          "shard": "000-of-004", "sampling": "tsn8_s256_q90", "llm": "llm-a",
+          "captioner": "cap-b"}
+
+
+def test_each_output_path_is_read_back_by_its_own_template_only():
+    """parse_path tells the outputs apart: a frames shard's failures file is no shard."""
+    outputs = [(s, o) for s, stage in table.STAGES.items() for o in stage.outputs]
+    for stage, output in outputs:
+        path = table.path(stage, output, **SAMPLE)
+        readers = [(s, o) for s, o in outputs if _parses(s, o, path)
+                   and table.template(s, o) != table.template(stage, output)]
+        assert not readers, (path, readers)
+        names = table.wildcards_of(table.template(stage, output))
+        assert table.parse_path(stage, output, path)[1] == {
+            k: v for k, v in SAMPLE.items() if k in names}

@@ -51,10 +51,14 @@ from zsar.models.backbones import (
     load_backbone,
     missing_checkpoint_message,
 )
+from zsar.models.caption_inputs import VideoFrames, load_prompt_set
+from zsar.models.captioners import make_captioner
 from zsar.models.devices import preferred_device
 from zsar.models.registry import RegistryError, get_entry, load_registry
+from zsar.pipeline import stage_table
 from zsar.pipeline.config import ConfigError, lambdas, load_config
-from zsar.stages.captions import VideoFrames, clean_caption, load_prompt_set, make_captioner
+from zsar.pipeline.results_files import find
+from zsar.stages.captions import clean_caption
 from zsar.stages.embed import DEFAULT_POOLING, SPATIAL_CROPS, Views
 from zsar.stages.embed import video_embedding as pool_views
 from zsar.stages.embed_text import (
@@ -205,7 +209,7 @@ def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
         if reader is not None:
             return ClassList(*reader(path, split))
         return ClassList(*classes_from_list(path))
-    dataset_classes = results / value / "classes.parquet"
+    dataset_classes = Path(stage_table.path("classes", "classes", str(results), dataset=value))
     if dataset_classes.is_file():
         return ClassList(*classes_from_parquet(dataset_classes, split), dataset=value)
     raise PredictError(
@@ -217,7 +221,7 @@ def resolve_classes(value: str, results: Path, split: int | None) -> ClassList:
 def llms_of_runs(results: Path, dataset: str) -> list[str]:
     """The descriptor LLMs that the dataset's scored runs used (from their metrics JSONs)."""
     llms = set()
-    for path in sorted((results / dataset / "metrics").glob("*/*.json")):
+    for path in find("score", "metrics", results, dataset=dataset):
         chain = (json.loads(path.read_text()).get("provenance") or {}).get("chain") or {}
         llm = (chain.get("descriptors") or {}).get("llm") or {}
         if llm.get("name"):
@@ -242,16 +246,16 @@ def resolve_descriptors(
         return Path(value)
     if classes.dataset is None:
         return None
-    folder = results / classes.dataset / "descriptors"
     used = llms_of_runs(results, classes.dataset)
     if len(used) > 1:
         used = [name for name in used if name == llm] or used
     if len(used) == 1:
-        path = folder / f"{used[0]}.json"
+        path = Path(stage_table.path("descriptors", "descriptors", str(results),
+                                     dataset=classes.dataset, llm=used[0]))
         if not path.is_file():
             raise PredictError(f"{path}: the descriptors of the run's LLM {used[0]} are gone")
         return path
-    found = sorted(folder.glob("*.json"))
+    found = find("descriptors", "descriptors", results, dataset=classes.dataset)
     if not used and len(found) <= 1:
         return found[0] if found else None
     names = ", ".join(used) if used else ", ".join(p.name for p in found)

@@ -25,7 +25,6 @@ import io
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from zsar.core.method import VARIANTS
@@ -42,6 +41,7 @@ from zsar.data.io import read_json, write_text
 from zsar.data.provenance import config_hash
 from zsar.models.model_origins import demo_models
 from zsar.models.registry import describe_source
+from zsar.pipeline.results_files import find
 
 COLUMNS = (
     "dataset",
@@ -754,14 +754,14 @@ def records_in(results_dir: str | os.PathLike | None) -> list[str]:
     """Every metrics record of a results folder (results/DATASET/metrics/BACKBONE/RUN.json)."""
     if results_dir is None:
         return []
-    return sorted(str(p) for p in Path(results_dir).glob("*/metrics/*/*.json"))
+    return sorted(str(p) for p in find("score", "metrics", results_dir))
 
 
 def comparisons_in(results_dir: str | os.PathLike | None) -> list[str]:
     """Every comparisons JSON of a results folder (results/DATASET/comparisons/BACKBONE.json)."""
     if results_dir is None:
         return []
-    return sorted(str(p) for p in Path(results_dir).glob("*/comparisons/*.json"))
+    return sorted(str(p) for p in find("compare", "comparisons", results_dir))
 
 
 def read_comparisons(paths: Iterable[str]) -> tuple[list[dict[str, Any]], list[str]]:

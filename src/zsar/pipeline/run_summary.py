@@ -15,14 +15,15 @@ from zsar.commands.report import html_page, html_table
 from zsar.commands.tables import row_key, run_label
 from zsar.data.io import read_json, write_text
 from zsar.models.model_origins import demo_models
+from zsar.pipeline import stage_table
 
 # The counts a console line gives, in its order.
 CONSOLE_COUNTS = ("evaluated", "failed", "missing")
 
 
-def failures_path(dataset: str, results: str = "results") -> str:
+def failures_path(dataset: str, results: str = stage_table.RESULTS) -> str:
     """Where gather_failures lists a dataset's videos that failed (DESIGN, "Frames")."""
-    return f"{results}/{dataset}/failures.parquet"
+    return stage_table.path("failures", "failures", results, dataset=dataset)
 
 
 def _counts_line(counts: Mapping[str, int], dataset: str, splits: int) -> str:

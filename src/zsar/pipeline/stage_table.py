@@ -397,7 +397,11 @@ def parse_path(stage: str, output: str, text: str | os.PathLike) -> tuple[str, d
     ValueError for a path the template does not write."""
     pattern = re.escape(template(stage, output))
     for name in dict.fromkeys(wildcards_of(template(stage, output))):
-        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^/]+)", 1)
+        # A name the planner writes is read with its format's pattern, so a shard's
+        # failures file is no shard named `000-of-004.failures`.
+        name_format = WILDCARDS[name].format
+        body = name_format.pattern if name_format else "[^/]+"
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>{body})", 1)
         pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P={name})")
     if pattern.startswith(RESULTS + "/"):
         pattern = "(?P<_results>.*?)" + pattern[len(RESULTS):]
