@@ -98,6 +98,10 @@ def _tiny_hf_clip(folder: Path, eos_token_id: int):
     return model
 
 
+# Builds, saves and loads a transformers CLIP through both runtimes (about 15 s on two busy
+# cores, most of it transformers' image stack): make test only. The tensor mapping itself is
+# checked fast below (test_hf_clip_conversion_maps_every_tensor).
+@pytest.mark.slow
 @pytest.mark.parametrize("eos_token_id", [49407, 2])  # current configs, and legacy ones
 def test_transformers_clip_matches_open_clip_conversion(tmp_path, eos_token_id):
     reference = _tiny_hf_clip(tmp_path, eos_token_id)

@@ -181,6 +181,9 @@ def _embeddings(shard, backbone, frames_on: str, workers: int = 0) -> np.ndarray
     return np.stack([vector for _, vector, _ in out])
 
 
+# Runs a 224 px model over the shard five times, once in spawned loader workers: make test
+# only. The pixels themselves are compared fast above.
+@pytest.mark.slow
 def test_device_path_embeddings_equal_the_pil_paths_within_fp16_tolerance(
     frames_shard, backbone_224
 ):
@@ -205,6 +208,7 @@ def test_device_path_embeddings_equal_the_pil_paths_within_fp16_tolerance(
     assert np.array_equal(_embeddings(frames_shard, backbone_224, "device", workers=2), device)
 
 
+@pytest.mark.slow  # runs the 224 px model over the shard twice
 def test_the_equivalence_test_catches_a_path_that_skips_normalisation(frames_shard, backbone_224):
     """Only /255 and no mean/std, as a device path that forgot Normalize would compute."""
     broken = copy.copy(backbone_224)

@@ -13,6 +13,7 @@ never the versions installed, so it gives the same answer on any day. No network
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -85,16 +86,25 @@ def lock_problems(envs: dict[str, EnvFile]) -> list[str]:
     return problems
 
 
-def import_problems(envs: dict[str, EnvFile]) -> list[str]:
-    """Each env installs what the code of its rules imports (and EXTRA_NEEDS)."""
-    rules = read_rules((REPO / "workflow" / "rules").glob("*.smk"), REPO)
-    problems = [problem for rule in rules for problem in rule.problems]
-    rules = [rule for rule in rules if rule.script is not None and rule.conda is not None]
+@functools.cache
+def rules_code_imports():
+    """(every rule, the rules with an env and a script, what their code imports, the installed
+    modules' distributions): what import_problems reads besides the env files. They depend on
+    the repository only, so they are worked out once per process (several seconds: every
+    rule file, every module its scripts reach, all installed metadata). Read-only."""
+    every_rule = read_rules((REPO / "workflow" / "rules").glob("*.smk"), REPO)
+    rules = [rule for rule in every_rule if rule.script is not None and rule.conda is not None]
     assert rules, "no rule with a conda: env and a script: found in workflow/rules"
     found = script_imports(
         sorted({rule.script for rule in rules}), SRC, string_imports(), root=REPO
     )
-    distributions = metadata.packages_distributions()
+    return every_rule, rules, found, metadata.packages_distributions()
+
+
+def import_problems(envs: dict[str, EnvFile]) -> list[str]:
+    """Each env installs what the code of its rules imports (and EXTRA_NEEDS)."""
+    every_rule, rules, found, distributions = rules_code_imports()
+    problems = [problem for rule in every_rule for problem in rule.problems]
     # env file -> distribution -> the rules whose code imports it: (rule, module, chain)
     users: dict[str, dict[str, list[tuple[str, str, str]]]] = {}
     for rule in rules:

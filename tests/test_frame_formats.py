@@ -22,6 +22,11 @@ NUM_FRAMES = 16  # more than 8: the samples reach further into each clip's tail
 SHORT_SIDE = 96
 
 
+# Encoding the corpus with ffmpeg and decoding it through the real stage takes about 20 s on
+# two busy cores: the tests that read it run in make test only.
+DECODES_THE_CORPUS = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """The real frames stage, once, over the whole corpus: (rows by video, failures, log)."""
@@ -75,6 +80,7 @@ DECODED = [clip.name for clip in CORPUS if "fails" not in clip.expect]
 
 
 @pytest.mark.parametrize("name", DECODED)
+@DECODES_THE_CORPUS
 def test_each_stored_frame_is_the_frame_its_index_names(stored, name):
     clip = CLIPS[name]
     rows, failures, _ = stored
@@ -92,6 +98,7 @@ def test_each_stored_frame_is_the_frame_its_index_names(stored, name):
 
 
 @pytest.mark.parametrize("name", DECODED)
+@DECODES_THE_CORPUS
 def test_stored_frames_are_upright(stored, name):
     clip = CLIPS[name]
     row = stored[0][name]
@@ -101,6 +108,7 @@ def test_stored_frames_are_upright(stored, name):
 
 
 @pytest.mark.parametrize("name", DECODED)
+@DECODES_THE_CORPUS
 def test_the_stored_timing_agrees_with_the_container(stored, name):
     clip = CLIPS[name]
     row = stored[0][name]
@@ -114,6 +122,7 @@ def test_the_stored_timing_agrees_with_the_container(stored, name):
         assert fps == pytest.approx(int(numerator) / int(denominator or 1), rel=1e-3)
 
 
+@DECODES_THE_CORPUS
 def test_partial_downloads_keep_the_frames_that_decode(stored):
     rows, failures, _ = stored
     cut = rows["k400_faststart_cut.mp4"]

@@ -258,6 +258,7 @@ def test_a_dying_worker_costs_only_its_video(demo_videos, decode_fn, culprit, ti
     assert all(by_id[vid].ok for vid, _ in good), [r.error for r in results]
 
 
+@pytest.mark.slow  # waits 3 s on purpose, then restarts the pool; the crash above stays fast
 def test_a_crash_between_two_results_costs_only_its_video(demo_videos):
     """A worker can die while the consumer holds a result: the executor then refuses the
     next submission at once (seen as a flaky failure of the test above), and that too must

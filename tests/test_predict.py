@@ -90,6 +90,7 @@ def test_text_explain_with_a_bad_file_among_good_ones(
         assert any(line.startswith("  hierarchy: ") and " → " in line for line in lines)
 
 
+@pytest.mark.slow  # runs the tiny captioner over the videos as well as the backbone
 def test_json_with_captioner(capsys, tmp_path, demo_videos, videos, resources, descriptors_file):
     classes, names = class_list(demo_videos, tmp_path)
     code, out, err = predict(

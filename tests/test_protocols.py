@@ -290,6 +290,7 @@ def _jpeg(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow  # runs the embedding stage twice, in spawned loader workers
 def test_the_embedding_stage_pools_each_view_then_averages(tmp_path, tiny_resources):
     """Two clips x three crops through the stage's worker path equal the same frames cut,
     transformed, encoded by the tower itself (its raw output) and pooled by each
