@@ -167,3 +167,19 @@ def test_each_output_path_is_read_back_by_its_own_template_only():
         names = table.wildcards_of(table.template(stage, output))
         assert table.parse_path(stage, output, path)[1] == {
             k: v for k, v in SAMPLE.items() if k in names}
+
+
+def test_a_list_input_a_job_does_not_read_is_empty_and_a_single_one_absent():
+    """Without a captioner, the failures job reads no caption failures (an empty list, as
+    its script expects) and a baseline score no caption embeddings (no input at all)."""
+    config = load_config([REPO / "config" / "config.yaml"])
+    config["captions"]["captioner"] = "none"
+    plan = resolve_run(config, REPO / "config")
+    values = lambdas(config["scoring"])
+    runs = variant_runs(plan.variants, values)
+    wiring = Wiring(config, plan, runs, values, "baseline", code=lambda script: script)
+    failures = wiring.inputs("failures", {"dataset": "demo"})
+    assert failures["captions"] == [] and failures["frames"]
+    score = wiring.inputs("score", {"dataset": "demo", "backbone": "tiny-clip",
+                                    "run": "baseline"})
+    assert "captions" not in score and "class_texts" not in score

@@ -214,8 +214,14 @@ class Wiring:
         """A job's inputs from other stages, as the table lists them, and for a model it
         loads, the model's ready files and the files its entry names (a caption or
         descriptors file), so that editing one re-runs the stage."""
-        found = {name: table.input_paths(stage, name, wildcards, self.planned)
-                 for name in table.STAGES[stage].inputs if self.reads(stage, name, wildcards)}
+        found: dict[str, Any] = {}
+        for name, entry in table.STAGES[stage].inputs.items():
+            if self.reads(stage, name, wildcards):
+                found[name] = table.input_paths(stage, name, wildcards, self.planned)
+            elif entry.expand:
+                # A list input the job does not read is an empty list, which its script
+                # reads as such (failures without a captioner); a single one is absent.
+                found[name] = []
         for key in table.STAGES[stage].models:
             if key.loads:
                 name = wildcards[key.wildcard]
