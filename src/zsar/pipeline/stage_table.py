@@ -175,6 +175,17 @@ _CLASSES_BY_CONTENT = Input("classes", "classes", how="content")
 _REPLANNED = Input("manifest", "video_files", how="ancient")
 _BACKBONE_TEXT = (ModelKey("backbones", "backbone", "text"),)
 _REPORT = f"{RESULTS}/report"
+# What a scored run reads: a variant's kinds of class text and its caption, nothing else.
+_SCORED_WITH = {
+    "manifest": Input("manifest", "manifest"),
+    "classes": Input("classes", "classes"),
+    "videos": Input("gather_video_embeddings", "videos"),
+    "class_names": Input("embed_class_names", "class_names"),
+    "class_texts": Input("embed_class_texts", "class_texts", fixed=("llm",),
+                         when="uses_descriptors"),
+    "descriptors": Input("descriptors", "descriptors", fixed=("llm",), when="uses_descriptors"),
+    "captions": Input("embed_captions", "captions", fixed=("captioner",), when="caption"),
+}
 
 STAGES: dict[str, Stage] = {
     "demo_data": Stage(
@@ -259,16 +270,7 @@ STAGES: dict[str, Stage] = {
         outputs={"scores": _dataset("scores/{backbone}/{run}.parquet"),
                  "metrics": _dataset("metrics/{backbone}/{run}.json")},
         script="score",
-        inputs={"manifest": Input("manifest", "manifest"),
-                "classes": Input("classes", "classes"),
-                "videos": Input("gather_video_embeddings", "videos"),
-                "class_names": Input("embed_class_names", "class_names"),
-                "class_texts": Input("embed_class_texts", "class_texts", fixed=("llm",),
-                                     when="uses_descriptors"),
-                "descriptors": Input("descriptors", "descriptors", fixed=("llm",),
-                                     when="uses_descriptors"),
-                "captions": Input("embed_captions", "captions", fixed=("captioner",),
-                                  when="caption")},
+        inputs=_SCORED_WITH,
         settings=("scoring.weights", "scoring.topk", "failure_policy", "scoring.lambda",
                   "scoring.fusion", "statistics.resamples", "statistics.seed",
                   "statistics.level"),
@@ -287,14 +289,9 @@ STAGES: dict[str, Stage] = {
     "explain": Stage(
         outputs={"explanations": _dataset("explanations/{backbone}/{run}.parquet")},
         script="explain",
-        inputs={"manifest": Input("manifest", "manifest"),
-                "classes": Input("classes", "classes"),
-                "videos": Input("gather_video_embeddings", "videos"),
-                "class_names": Input("embed_class_names", "class_names"),
-                "class_texts": Input("embed_class_texts", "class_texts", fixed=("llm",),
-                                     when="uses_descriptors"),
-                "captions": Input("embed_captions", "captions", fixed=("captioner",),
-                                  when="caption"),
+        # What its run scored with, its scores, the hierarchy paths (every variant shows
+        # them) and the captions' text for a caption variant.
+        inputs={**_SCORED_WITH,
                 "scores": Input("score", "scores"),
                 "descriptors": Input("descriptors", "descriptors", fixed=("llm",)),
                 "caption_texts": Input("gather_captions", "captions", fixed=("captioner",),
